@@ -1,0 +1,1 @@
+"""Dataset descriptions, TFRecord converters and the tf.data input pipeline."""

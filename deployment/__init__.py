@@ -1,0 +1,1 @@
+"""Model deployment over tf.distribute: clones, workers and the train step."""

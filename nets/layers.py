@@ -1,0 +1,364 @@
+"""Slim-style layers on Keras 3 that own variables named as TF-Slim names them.
+
+Every net in `nets/` is built from these few layers, so variable names and
+layer behaviour are decided here once:
+
+* `Conv2D` owns `<scope>/weights` and either `<scope>/biases` or a batch norm
+  `<scope>/BatchNorm/{beta,gamma,moving_mean,moving_variance}`.
+* `SeparableConv2D` owns `<scope>/depthwise_weights` (and
+  `<scope>/pointwise_weights` when it has outputs of its own).
+* `FullyConnected` owns `<scope>/weights` and `<scope>/biases` (or a batch norm).
+
+A layer's variable path is `<parent path>/<layer name>/<variable>`, where the
+parent path is the Keras name scope open when the layer is first called. Nets
+therefore name each layer after its TF-Slim scope and open the enclosing scopes
+(`keras.name_scope('Mixed_5b')`) around the first call; the model's own name
+(`InceptionV3`, `resnet_v1_50`) is the outermost scope.
+
+TF-Slim configured these layers through `arg_scope`. Here the same defaults are
+plain keyword arguments: a net binds them once with `functools.partial` and
+hands the bound constructors down, so every default is visible in the net's
+builder signature.
+
+Weight decay follows TF-Slim's `l2_regularizer(wd)`: the loss term of a weight
+tensor `w` is `wd * sum(w ** 2) / 2`.
+"""
+
+import functools
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package='slimkit')
+class SlimL2(keras.regularizers.Regularizer):
+  """TF-Slim's L2 weight decay: `weight_decay * sum(w ** 2) / 2`."""
+
+  def __init__(self, weight_decay):
+    self.weight_decay = float(weight_decay)
+
+  def __call__(self, x):
+    # tf.nn.l2_loss is sum(x ** 2) / 2, exactly slim.l2_regularizer's kernel.
+    return self.weight_decay * tf.nn.l2_loss(tf.cast(x, tf.float32))
+
+  def get_config(self):
+    return {'weight_decay': self.weight_decay}
+
+
+def l2_regularizer(weight_decay):
+  """Returns TF-Slim's L2 regularizer, or None when `weight_decay` is 0/None."""
+  if not weight_decay:
+    return None
+  return SlimL2(weight_decay)
+
+
+def truncated_normal(stddev):
+  """TF 1's `truncated_normal_initializer(stddev)` (mean 0, cut at 2 stddev)."""
+  return keras.initializers.TruncatedNormal(mean=0.0, stddev=stddev)
+
+
+def variance_scaling(factor=2.0, mode='FAN_IN', uniform=False):
+  """TF-Slim's `variance_scaling_initializer` (the ResNet default)."""
+  # slim's "FAN_AVG" with factor 1 and uniform=True is Glorot uniform; its
+  # truncated-normal variant corrects the stddev for the truncation as Keras
+  # does for distribution='truncated_normal'.
+  return keras.initializers.VarianceScaling(
+      scale=factor, mode={'FAN_IN': 'fan_in', 'FAN_OUT': 'fan_out',
+                          'FAN_AVG': 'fan_avg'}[mode],
+      distribution='uniform' if uniform else 'truncated_normal')
+
+
+def batch_norm(decay=0.999, epsilon=0.001, center=True, scale=False,
+               name='BatchNorm', **kwargs):
+  """TF-Slim's batch norm (defaults of `slim.batch_norm`), named `BatchNorm`.
+
+  Keras' BatchNormalization owns `beta`, `gamma`, `moving_mean` and
+  `moving_variance`, the names TF-Slim uses, and updates the moving statistics
+  with `decay` exactly as slim does. A layer whose `trainable` is False runs in
+  inference mode, so frozen layers keep their statistics.
+
+  Args:
+    decay: Moving-average decay of the statistics (Keras' `momentum`).
+    epsilon: Added to the variance.
+    center: Whether the layer owns an offset `beta`.
+    scale: Whether the layer owns a scale `gamma` (False in Inception nets).
+    name: Scope name; TF-Slim's is `BatchNorm`.
+    **kwargs: Passed to `keras.layers.BatchNormalization`.
+
+  Returns:
+    A `keras.layers.BatchNormalization`.
+  """
+  return keras.layers.BatchNormalization(
+      momentum=decay, epsilon=epsilon, center=center, scale=scale, name=name,
+      **kwargs)
+
+
+def _activation(fn):
+  return keras.activations.get(fn) if isinstance(fn, str) else fn
+
+
+class _SlimLayer(keras.layers.Layer):
+  """Shared parts of the weight layers: bias or batch norm, then activation."""
+
+  def __init__(self, *, activation, normalizer, biases_initializer,
+               weights_initializer, weights_regularizer, name, **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.activation = _activation(activation)
+    self.weights_initializer = weights_initializer
+    self.weights_regularizer = weights_regularizer
+    self.biases_initializer = biases_initializer
+    # A normalizer replaces the bias, as in slim (biases only without one).
+    self.norm = normalizer() if normalizer is not None else None
+    self.biases = None
+
+  def _add_biases(self, num_outputs):
+    if self.norm is None and self.biases_initializer is not None:
+      self.biases = self.add_weight(
+          name='biases', shape=(num_outputs,),
+          initializer=self.biases_initializer)
+
+  def _finish(self, x, training):
+    if self.biases is not None:
+      x = tf.nn.bias_add(x, tf.cast(self.biases, x.dtype))
+    if self.norm is not None:
+      x = self.norm(x, training=training)
+    if self.activation is not None:
+      x = self.activation(x)
+    return x
+
+
+class Conv2D(_SlimLayer):
+  """`slim.conv2d`: convolution, then bias or batch norm, then activation."""
+
+  def __init__(self, num_outputs, kernel_size, stride=1, padding='SAME', rate=1,
+               *, activation='relu', normalizer=None,
+               weights_initializer='glorot_uniform', biases_initializer='zeros',
+               weights_regularizer=None, name, **kwargs):
+    """Creates the layer.
+
+    Args:
+      num_outputs: Number of output channels.
+      kernel_size: An int or a pair `[height, width]`.
+      stride: An int or a pair.
+      padding: 'SAME' or 'VALID'.
+      rate: Atrous (dilation) rate, an int or a pair.
+      activation: A callable, a Keras activation name, or None.
+      normalizer: A zero-argument factory of the normalization layer (e.g.
+        `functools.partial(batch_norm, scale=True)`), or None for biases.
+      weights_initializer: Keras initializer of the kernel.
+      biases_initializer: Keras initializer of the biases; None for none.
+      weights_regularizer: A regularizer of the kernel, or None.
+      name: The TF-Slim scope name of this layer (e.g. `Conv2d_0a_1x1`).
+      **kwargs: Passed to `keras.layers.Layer` (e.g. `trainable`).
+    """
+    super().__init__(activation=activation, normalizer=normalizer,
+                     biases_initializer=biases_initializer,
+                     weights_initializer=weights_initializer,
+                     weights_regularizer=weights_regularizer, name=name,
+                     **kwargs)
+    self.num_outputs = num_outputs
+    self.kernel_size = _pair(kernel_size)
+    self.stride = _pair(stride)
+    self.padding = padding.upper()
+    self.rate = _pair(rate)
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight(
+        name='weights',
+        shape=self.kernel_size + (int(input_shape[-1]), self.num_outputs),
+        initializer=self.weights_initializer,
+        regularizer=self.weights_regularizer)
+    self._add_biases(self.num_outputs)
+
+  def call(self, x, training=None):
+    x = tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), strides=self.stride,
+                     padding=self.padding, dilations=self.rate)
+    return self._finish(x, training)
+
+
+class SeparableConv2D(_SlimLayer):
+  """`slim.separable_conv2d`: depthwise, then an optional pointwise conv.
+
+  With `num_outputs=None` this is the depthwise convolution alone, owning only
+  `depthwise_weights` (MobileNet's `Conv2d_N_depthwise`); otherwise it also owns
+  `pointwise_weights` (Inception v2's first layer).
+  """
+
+  def __init__(self, num_outputs, kernel_size, depth_multiplier=1, stride=1,
+               padding='SAME', rate=1, *, activation='relu', normalizer=None,
+               weights_initializer='glorot_uniform', biases_initializer='zeros',
+               weights_regularizer=None, pointwise_initializer=None, name,
+               **kwargs):
+    """Creates the layer.
+
+    Args:
+      num_outputs: Channels of the pointwise conv, or None for depthwise only.
+      kernel_size: An int or a pair.
+      depth_multiplier: Depthwise channels per input channel.
+      stride: An int or a pair.
+      padding: 'SAME' or 'VALID'.
+      rate: Atrous rate of the depthwise conv.
+      activation: A callable, a Keras activation name, or None.
+      normalizer: A zero-argument factory of the normalization layer, or None.
+      weights_initializer: Initializer of the depthwise kernel.
+      biases_initializer: Initializer of the biases; None for none.
+      weights_regularizer: Regularizer of the kernels (slim regularizes the
+        depthwise kernel only when given one; nets pass None where slim did).
+      pointwise_initializer: Initializer of the pointwise kernel; defaults to
+        `weights_initializer`.
+      name: The TF-Slim scope name.
+      **kwargs: Passed to `keras.layers.Layer`.
+    """
+    super().__init__(activation=activation, normalizer=normalizer,
+                     biases_initializer=biases_initializer,
+                     weights_initializer=weights_initializer,
+                     weights_regularizer=weights_regularizer, name=name,
+                     **kwargs)
+    self.num_outputs = num_outputs
+    self.kernel_size = _pair(kernel_size)
+    self.depth_multiplier = depth_multiplier
+    self.stride = _pair(stride)
+    self.padding = padding.upper()
+    self.rate = _pair(rate)
+    self.pointwise_initializer = pointwise_initializer or weights_initializer
+    self.pointwise_kernel = None
+
+  def build(self, input_shape):
+    channels = int(input_shape[-1])
+    self.depthwise_kernel = self.add_weight(
+        name='depthwise_weights',
+        shape=self.kernel_size + (channels, self.depth_multiplier),
+        initializer=self.weights_initializer,
+        regularizer=self.weights_regularizer)
+    outputs = channels * self.depth_multiplier
+    if self.num_outputs is not None:
+      self.pointwise_kernel = self.add_weight(
+          name='pointwise_weights', shape=(1, 1, outputs, self.num_outputs),
+          initializer=self.pointwise_initializer,
+          regularizer=self.weights_regularizer)
+      outputs = self.num_outputs
+    self._add_biases(outputs)
+
+  def call(self, x, training=None):
+    strides = (1,) + self.stride + (1,)
+    depthwise = tf.cast(self.depthwise_kernel, x.dtype)
+    if self.pointwise_kernel is None:
+      x = tf.nn.depthwise_conv2d(x, depthwise, strides=strides,
+                                 padding=self.padding, dilations=self.rate)
+    else:
+      x = tf.nn.separable_conv2d(
+          x, depthwise, tf.cast(self.pointwise_kernel, x.dtype),
+          strides=strides, padding=self.padding, dilations=self.rate)
+    return self._finish(x, training)
+
+
+class FullyConnected(_SlimLayer):
+  """`slim.fully_connected`: matmul, then bias or batch norm, then activation."""
+
+  def __init__(self, num_outputs, *, activation='relu', normalizer=None,
+               weights_initializer='glorot_uniform', biases_initializer='zeros',
+               weights_regularizer=None, name, **kwargs):
+    """Creates the layer.
+
+    Args:
+      num_outputs: Number of output units.
+      activation: A callable, a Keras activation name, or None.
+      normalizer: A zero-argument factory of the normalization layer, or None.
+      weights_initializer: Initializer of the `[inputs, outputs]` weights.
+      biases_initializer: Initializer of the biases; None for none.
+      weights_regularizer: A regularizer of the weights, or None.
+      name: The TF-Slim scope name.
+      **kwargs: Passed to `keras.layers.Layer`.
+    """
+    super().__init__(activation=activation, normalizer=normalizer,
+                     biases_initializer=biases_initializer,
+                     weights_initializer=weights_initializer,
+                     weights_regularizer=weights_regularizer, name=name,
+                     **kwargs)
+    self.num_outputs = num_outputs
+
+  def build(self, input_shape):
+    self.kernel = self.add_weight(
+        name='weights', shape=(int(input_shape[-1]), self.num_outputs),
+        initializer=self.weights_initializer,
+        regularizer=self.weights_regularizer)
+    self._add_biases(self.num_outputs)
+
+  def call(self, x, training=None):
+    x = tf.matmul(x, tf.cast(self.kernel, x.dtype))
+    return self._finish(x, training)
+
+
+def max_pool2d(x, kernel_size, stride=2, padding='VALID'):
+  """`slim.max_pool2d` (whose default padding is VALID)."""
+  return tf.nn.max_pool2d(x, _pair(kernel_size), _pair(stride), padding.upper())
+
+
+def avg_pool2d(x, kernel_size, stride=2, padding='VALID'):
+  """`slim.avg_pool2d` (whose default padding is VALID)."""
+  return tf.nn.avg_pool2d(x, _pair(kernel_size), _pair(stride), padding.upper())
+
+
+def global_avg_pool(x, keepdims=True):
+  """Mean over height and width, as TF-Slim's `global_pool` option does."""
+  return tf.reduce_mean(x, axis=[1, 2], keepdims=keepdims)
+
+
+def flatten(x):
+  """`slim.flatten`: keeps the batch dimension, flattens the rest."""
+  size = x.shape[1:].num_elements()
+  # A static size keeps the static shape, which the next layer's build needs.
+  return tf.reshape(x, [-1, size] if size is not None else [tf.shape(x)[0], -1])
+
+
+def dropout(x, keep_prob, training, seed=None):
+  """`slim.dropout`: active only in training, with TF-Slim's `keep_prob`."""
+  if not training or keep_prob >= 1.0:
+    return x
+  return tf.nn.dropout(x, rate=1.0 - keep_prob, seed=seed)
+
+
+def fixed_padding(x, kernel_size, rate=1):
+  """Pads height and width so a VALID conv acts as TF-Slim's `conv2d_same`.
+
+  TF-Slim's ResNets pad strided convolutions explicitly (independently of the
+  input size) instead of using SAME, which pads asymmetrically depending on
+  the input size. Matching it is needed for outputs to match a checkpoint.
+
+  Args:
+    x: A `[batch, height, width, channels]` tensor.
+    kernel_size: The conv's kernel size (an int).
+    rate: The conv's atrous rate.
+
+  Returns:
+    The padded tensor.
+  """
+  effective = kernel_size + (kernel_size - 1) * (rate - 1)
+  total = effective - 1
+  begin = total // 2
+  return tf.pad(x, [[0, 0], [begin, total - begin], [begin, total - begin],
+                    [0, 0]])
+
+
+def scope(name):
+  """Opens a TF-Slim variable scope for the layers first called inside it."""
+  return keras.name_scope(name)
+
+
+def bind(layer_cls, **defaults):
+  """Binds a layer's defaults once: the explicit replacement of `arg_scope`.
+
+  Args:
+    layer_cls: A layer class or factory.
+    **defaults: Keyword arguments applied to every layer made by the result.
+
+  Returns:
+    A `functools.partial` whose keywords callers may still override.
+  """
+  return functools.partial(layer_cls, **defaults)
+
+
+def _pair(value):
+  if isinstance(value, int):
+    return (value, value)
+  return tuple(int(v) for v in value)

@@ -1,0 +1,73 @@
+"""The base class of every net: a Keras model that returns `(logits, end_points)`."""
+
+import keras
+import tensorflow as tf
+
+
+class Network(keras.Model):
+  """A classification net with TF-Slim's calling contract.
+
+  `logits, end_points = net(images)` builds the variables on the first call.
+  `end_points` maps TF-Slim's end-point names to activations. With
+  `num_classes` 0 or None, `logits` are the pooled pre-logits features.
+
+  Subclasses implement `forward(images, training)` and pass their constructor
+  arguments to `__init__` as `config`, which makes `get_config`/`from_config`
+  rebuild the same net.
+
+  Attributes:
+    default_image_size: Height and width the net was designed for.
+    num_classes: Number of logits (0 or None: features only).
+    is_training: The default mode of `call` when `training` is not given.
+  """
+
+  default_image_size = 224
+
+  def __init__(self, *, scope, num_classes, is_training=False, config=None):
+    """Creates the net.
+
+    Args:
+      scope: TF-Slim's outer scope of the net (`InceptionV3`, `vgg_16`); it is
+        the first component of every variable path.
+      num_classes: Number of classes; 0 or None for pre-logits features.
+      is_training: Mode used when a call does not say `training`.
+      config: The subclass's constructor arguments, for `get_config`.
+    """
+    super().__init__(name=scope)
+    self.num_classes = num_classes
+    self.is_training = is_training
+    self._net_config = dict(config or {})
+
+  def call(self, images, training=None):
+    """Runs the net.
+
+    Args:
+      images: A float `[batch, height, width, channels]` tensor.
+      training: Whether to run in training mode (dropout, batch statistics);
+        defaults to the `is_training` the net was built with.
+
+    Returns:
+      `(logits, end_points)`.
+    """
+    if training is None:
+      training = self.is_training
+    return self.forward(images, bool(training))
+
+  def forward(self, images, training):
+    raise NotImplementedError
+
+  def get_config(self):
+    return dict(self._net_config)
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+  def slim_variables(self):
+    """Returns `{TF-Slim variable name: variable}` for every variable."""
+    return {v.path: v for v in self.weights}
+
+
+def prediction_fn(fn):
+  """Resolves a `prediction_fn` option: 'softmax' or a callable on logits."""
+  return tf.nn.softmax if fn == 'softmax' else fn

@@ -1,0 +1,1 @@
+"""Per-model image preprocessing, as TF-Slim's preprocessing styles."""

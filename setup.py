@@ -1,0 +1,51 @@
+"""Installs the toolkit as the single package `slimkit`.
+
+The repository keeps TF-Slim's top-level folders (`nets/`, `datasets/`,
+`preprocessing/`, `deployment/`) for people who run the scripts from a clone.
+Installed, those folders become subpackages of `slimkit` (`slimkit.datasets`,
+...), so installing never writes a top-level `datasets` package that would
+overwrite or shadow Hugging Face's `datasets`. The command-line scripts are
+installed as commands of the same names.
+"""
+
+import os
+
+import setuptools
+
+_SUBPACKAGES = ('nets', 'datasets', 'preprocessing', 'deployment')
+_SCRIPTS = ('train_image_classifier.py', 'eval_image_classifier.py',
+            'download_and_convert_data.py', 'export_inference_graph.py',
+            'classify_image.py', 'print_model.py')
+
+
+def _version():
+  with open(os.path.join('slimkit', '__init__.py')) as f:
+    for line in f:
+      if line.startswith('__version__'):
+        return line.split('=')[1].strip().strip("'")
+  raise RuntimeError('no __version__ in slimkit/__init__.py')
+
+
+setuptools.setup(
+    name='slimkit',
+    version=_version(),
+    description=('TF-Slim\'s image-classification workflow on TensorFlow 2 / '
+                 'Keras 3: convert, train, evaluate, export.'),
+    long_description=open('README.md').read() if os.path.exists(
+        'README.md') else '',
+    long_description_content_type='text/markdown',
+    python_requires='>=3.10',
+    packages=['slimkit'] + [f'slimkit.{p}' for p in _SUBPACKAGES],
+    package_dir={'slimkit': 'slimkit',
+                 **{f'slimkit.{p}': p for p in _SUBPACKAGES}},
+    package_data={'slimkit.datasets': ['data/*.npz']},
+    scripts=[s for s in _SCRIPTS if os.path.exists(s)],
+    install_requires=[
+        'tensorflow>=2.16',  # ships Keras 3
+        'numpy',
+        'absl-py',
+        'tensorboard',
+    ],
+    extras_require={'test': ['pytest']},
+    license='Apache-2.0',
+)
