@@ -38,7 +38,7 @@ setuptools.setup(
     packages=['slimkit'] + [f'slimkit.{p}' for p in _SUBPACKAGES],
     package_dir={'slimkit': 'slimkit',
                  **{f'slimkit.{p}': p for p in _SUBPACKAGES}},
-    package_data={'slimkit.datasets': ['data/*.npz']},
+    package_data={'slimkit.datasets': ['data/*.npz', 'data/README.md']},
     scripts=[s for s in _SCRIPTS if os.path.exists(s)],
     install_requires=[
         'tensorflow>=2.16',  # ships Keras 3
