@@ -34,6 +34,7 @@ DATASETS = Registry('dataset (--dataset_name)')
 
 for _name, _module in (
     ('cifar10', 'cifar10'),
+    ('custom', 'custom'),
     ('digits', 'digits'),
     ('flowers', 'flowers'),
     ('imagenet', 'imagenet'),

@@ -101,12 +101,16 @@ class _SlimLayer(keras.layers.Layer):
   """Shared parts of the weight layers: bias or batch norm, then activation."""
 
   def __init__(self, *, activation, normalizer, biases_initializer,
-               weights_initializer, weights_regularizer, name, **kwargs):
+               weights_initializer, weights_regularizer, name,
+               biases_regularizer=None, **kwargs):
+    # `biases_regularizer` (slim's, e.g. Inception-ResNet v2 decays biases
+    # too) reaches here through the subclasses' **kwargs.
     super().__init__(name=name, **kwargs)
     self.activation = _activation(activation)
     self.weights_initializer = weights_initializer
     self.weights_regularizer = weights_regularizer
     self.biases_initializer = biases_initializer
+    self.biases_regularizer = biases_regularizer
     # A normalizer replaces the bias, as in slim (biases only without one).
     self.norm = normalizer() if normalizer is not None else None
     self.biases = None
@@ -115,7 +119,8 @@ class _SlimLayer(keras.layers.Layer):
     if self.norm is None and self.biases_initializer is not None:
       self.biases = self.add_weight(
           name='biases', shape=(num_outputs,),
-          initializer=self.biases_initializer)
+          initializer=self.biases_initializer,
+          regularizer=self.biases_regularizer)
 
   def _finish(self, x, training):
     if self.biases is not None:

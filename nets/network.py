@@ -63,6 +63,18 @@ class Network(keras.Model):
   def from_config(cls, config):
     return cls(**config)
 
+  def _trackable_children(self, save_type='checkpoint', **kwargs):
+    children = super()._trackable_children(save_type, **kwargs)
+    if save_type == 'checkpoint':
+      # Keras 3 hands TensorFlow's checkpointing only the layers held in plain
+      # attributes; layers kept in lists (a spec-driven body of blocks) would
+      # be skipped silently. Every variable is therefore also a direct child,
+      # under its TF-Slim name, so `tf.train.Checkpoint(model=net)` saves all
+      # of them and its keys carry the names TF-Slim gave them.
+      for variable in self.weights:
+        children.setdefault(variable.path, variable)
+    return children
+
   def slim_variables(self):
     """Returns `{TF-Slim variable name: variable}` for every variable."""
     return {v.path: v for v in self.weights}
