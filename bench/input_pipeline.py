@@ -1,0 +1,176 @@
+"""Images per second of the input pipeline beside decode-only, same records.
+
+Writes synthetic records to a temporary directory, then measures, in one run:
+
+  decode-only   read + parse + decode (parallel, AUTOTUNE), no preprocessing
+  train         make_dataset(is_training=True): read, shuffle, decode,
+                augment, batch, prefetch
+  eval          make_dataset(is_training=False): ordered pass, no augmentation
+
+for CIFAR-10-style records (32x32 PNG, cifarnet preprocessing at 32) and
+ImageNet-style records (about 500x375 JPEG with boxes, inception
+preprocessing at 224). The goal is a full pipeline at >= 80% of decode-only.
+
+  python bench/input_pipeline.py            # about a minute on 2 cores
+  python bench/input_pipeline.py --quick    # a smoke run
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from slimkit.datasets import input_pipeline
+from slimkit.datasets.split import DatasetSplit
+from slimkit.preprocessing import preprocessing_factory
+
+
+def _feature_bytes(value):
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _feature_int(value):
+  return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def _feature_floats(values):
+  return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def _natural_image(rng, height, width):
+  """Smooth shapes plus fine noise: compresses like a photo, not like noise."""
+  coarse = rng.uniform(0, 255, (height // 16 + 1, width // 16 + 1, 3))
+  image = tf.image.resize(coarse[None], [height, width], method='bicubic')[0]
+  image += rng.normal(0, 8, (height, width, 3))
+  return tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
+
+
+def write_records(directory, name, count, num_files, height, width, fmt,
+                  with_boxes, seed=0):
+  """Writes `count` synthetic records in `num_files` TF-Slim-style files."""
+  rng = np.random.RandomState(seed)
+  # A few distinct images, reused: writing stays quick, decoding is real.
+  images = [_natural_image(rng, height, width) for _ in range(16)]
+  encode = ((lambda x: tf.io.encode_png(x)) if fmt == b'png'
+            else (lambda x: tf.io.encode_jpeg(x, quality=90)))
+  encoded = [encode(x).numpy() for x in images]
+  writers = [tf.io.TFRecordWriter(os.path.join(
+      directory, f'{name}-{i:05d}-of-{num_files:05d}')) for i in range(
+          num_files)]
+  for i in range(count):
+    feature = {
+        'image/encoded': _feature_bytes(encoded[i % len(encoded)]),
+        'image/format': _feature_bytes(fmt),
+        'image/class/label': _feature_int(i % 10),
+        'image/height': _feature_int(height),
+        'image/width': _feature_int(width),
+    }
+    if with_boxes:
+      y0, x0 = rng.uniform(0, 0.4, 2)
+      y1, x1 = rng.uniform(0.6, 1.0, 2)
+      for key, value in (('ymin', y0), ('xmin', x0), ('ymax', y1),
+                         ('xmax', x1)):
+        feature[f'image/object/bbox/{key}'] = _feature_floats([value])
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    writers[i % num_files].write(example.SerializeToString())
+  for writer in writers:
+    writer.close()
+  mean_kb = np.mean([len(e) for e in encoded]) / 1024
+  return DatasetSplit(dataset_name=name, split_name='train',
+                      file_pattern=os.path.join(directory, f'{name}-*'),
+                      num_samples=count, num_classes=10,
+                      has_bboxes=with_boxes), mean_kb
+
+
+def decode_only(split, num_readers):
+  """Read, parse and decode in parallel: the reference rate."""
+  files = tf.data.Dataset.from_tensor_slices(split.files()).repeat()
+  records = files.interleave(tf.data.TFRecordDataset,
+                             cycle_length=num_readers,
+                             num_parallel_calls=num_readers,
+                             deterministic=False)
+  images = records.map(lambda r: tf.shape(split.decode(r)['image'])[0],
+                       num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=False)
+  return images.batch(32).prefetch(tf.data.AUTOTUNE)
+
+
+def measure(dataset, num_images, warmup_batches=5):
+  """Returns (images per second, CPU microseconds per image) after warm-up.
+
+  CPU time (all threads of this process) per image is the cost on a
+  dedicated machine; wall-clock rates also move with other processes' load.
+  """
+  iterator = iter(dataset)
+  for _ in range(warmup_batches):
+    next(iterator)
+  seen = 0
+  cpu_start, start = time.process_time(), time.perf_counter()
+  while seen < num_images:
+    batch = next(iterator)
+    seen += int(tf.shape(batch[0] if isinstance(batch, tuple) else batch)[0])
+  wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+  return seen / wall, cpu / seen * 1e6
+
+
+def run(split, style, size, num_images, repeats, threads):
+  """Best wall-clock rate and least CPU per image of each pipeline."""
+  rates, costs = {}, {}
+  for _ in range(repeats):  # interleaved rounds: the machine may be shared
+    results = {'decode-only': measure(decode_only(split, 4), num_images)}
+    for mode, is_training in (('train', True), ('eval', False)):
+      preprocess = preprocessing_factory.get_preprocessing(style, is_training)
+      dataset = input_pipeline.make_dataset(
+          split, preprocess, batch_size=32, is_training=is_training,
+          image_size=size, num_preprocessing_threads=threads,
+          num_epochs=None if is_training else 1000)
+      results[mode] = measure(dataset, num_images)
+    for key, (rate, cost) in results.items():
+      rates[key] = max(rates.get(key, 0.0), rate)
+      costs[key] = min(costs.get(key, float('inf')), cost)
+  return rates, costs
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--quick', action='store_true')
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--num_preprocessing_threads', type=int, default=4,
+                      help='0 = AUTOTUNE')
+  args = parser.parse_args(argv)
+  scale = 0.2 if args.quick else 1.0
+  with tempfile.TemporaryDirectory() as directory:
+    cifar, cifar_kb = write_records(directory, 'cifar10_train', 10000, 1, 32,
+                                    32, b'png', with_boxes=False)
+    imagenet, imagenet_kb = write_records(directory, 'train', 1024, 8, 375,
+                                          500, b'jpeg', with_boxes=True)
+    cases = (
+        ('cifar10 32x32 PNG (%.1f KB), cifarnet 32' % cifar_kb, cifar,
+         'cifarnet', 32, int(20000 * scale)),
+        ('imagenet 500x375 JPEG (%.0f KB), inception 224' % imagenet_kb,
+         imagenet, 'inception', 224, int(2000 * scale)),
+    )
+    print(f'threads={args.num_preprocessing_threads or "AUTOTUNE"} '
+          f'cores={os.cpu_count()} tf={tf.__version__}')
+    print('| records | pipeline | img/s (wall, best) | % of decode-only | '
+          'CPU us/img (least) | decode-only CPU / this CPU |')
+    print('|---|---|---|---|---|---|')
+    for title, split, style, size, count in cases:
+      rates, costs = run(split, style, size, count, args.repeats,
+                         args.num_preprocessing_threads)
+      for mode in ('decode-only', 'train', 'eval'):
+        print(f'| {title} | {mode} | {rates[mode]:.0f} | '
+              f'{100 * rates[mode] / rates["decode-only"]:.0f}% | '
+              f'{costs[mode]:.0f} | '
+              f'{100 * costs["decode-only"] / costs[mode]:.0f}% |', flush=True)
+
+
+if __name__ == '__main__':
+  main()

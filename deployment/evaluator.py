@@ -1,0 +1,208 @@
+"""Evaluation of checkpoints: Accuracy, Recall_5 and mean loss, once or watching.
+
+  metrics = evaluator.evaluate_checkpoint(
+      network_fn=lambda: nets_factory.get_network_fn('lenet', 10),
+      dataset_fn=lambda: input_pipeline.make_dataset(..., is_training=False),
+      checkpoint_path='/tmp/run', eval_dir='/tmp/run/eval')
+  metrics['Accuracy'], metrics['Recall_5'], metrics['loss']
+
+`checkpoint_path` is a checkpoint file prefix or a directory whose newest
+checkpoint is used, as in TF-Slim. With `moving_average_decay` the net's
+variables take the averages saved by training (`ema/` in the checkpoint).
+`watch()` evaluates each new checkpoint as training writes it, like TF-Slim's
+`evaluation_loop`. Metrics go to the log and to TensorBoard summaries
+`eval/Accuracy`, `eval/Recall_5` and `eval/loss` in `eval_dir`, at the
+checkpoint's global step.
+"""
+
+import dataclasses
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+
+from slimkit.deployment import checkpoints
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """How to evaluate.
+
+  Attributes:
+    eval_dir: Where summaries go (None: no summaries).
+    max_num_batches: Evaluate at most this many batches (None: the whole split).
+    moving_average_decay: When set, evaluate the moving averages of the
+      weights saved by training instead of the weights.
+  """
+  eval_dir: Optional[str] = None
+  max_num_batches: Optional[int] = None
+  moving_average_decay: Optional[float] = None
+
+
+def checkpoint_step(checkpoint):
+  """Returns the global step of our checkpoint or a TF-Slim one (or 0)."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  for key in ('global_step/.ATTRIBUTES/VARIABLE_VALUE', 'global_step'):
+    if reader.has_tensor(key):
+      return int(reader.get_tensor(key))
+  return 0
+
+
+def _build(network_fn, dataset):
+  image_spec = dataset.element_spec[0]
+  net = network_fn()
+  net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
+      training=False)
+  return net
+
+
+def restore_for_eval(net, checkpoint, moving_average_decay=None):
+  """Loads a TF-Slim checkpoint or one of ours into `net`.
+
+  With `moving_average_decay`, the averaged weights are read: our `ema` group
+  or TF-Slim's `<name>/ExponentialMovingAverage` shadows.
+
+  Raises:
+    ValueError: when averages are asked for but the checkpoint has none, or
+      when a variable is missing or of another shape.
+  """
+  report = checkpoints.restore(net, checkpoint,
+                               use_moving_average=bool(moving_average_decay))
+  if moving_average_decay and not report.averaged:
+    raise ValueError(
+        f'{checkpoint} has no moving averages: it was trained without '
+        '--moving_average_decay. Evaluate without --moving_average_decay.')
+  logging.info('%s', report.summary())
+  return report
+
+
+def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
+                        options=EvalOptions(), net=None):
+  """Evaluates one checkpoint on one ordered pass of the data.
+
+  Args:
+    network_fn: `() -> Network` in inference mode.
+    dataset_fn: `() -> tf.data.Dataset` of `(images, labels)` batches.
+    checkpoint_path: A checkpoint prefix or a directory (its newest one).
+    options: `EvalOptions`.
+    net: An already built net to reuse (watch mode).
+
+  Returns:
+    A dict with `Accuracy`, `Recall_5`, `loss`, `num_examples`,
+    `global_step` and `checkpoint`.
+
+  Raises:
+    FileNotFoundError: when there is no checkpoint.
+    ValueError: when the data has no example or labels exceed the logits.
+  """
+  checkpoint = checkpoints.resolve_checkpoint(checkpoint_path)
+  dataset = dataset_fn()
+  if options.max_num_batches:
+    dataset = dataset.take(options.max_num_batches)
+  if net is None:
+    net = _build(network_fn, dataset)
+  restore_for_eval(net, checkpoint, options.moving_average_decay)
+  step_fn = _metric_step(net)
+
+  correct = in_top5 = 0
+  loss_sum = 0.0
+  count = 0
+  for images, labels in dataset:
+    c, t5, l, n = step_fn(images, labels)
+    correct += int(c)
+    in_top5 += int(t5)
+    loss_sum += float(l)
+    count += int(n)
+  if count == 0:
+    raise ValueError('The evaluation data has no example.')
+  step = checkpoint_step(checkpoint)
+  metrics = {
+      'Accuracy': correct / count,
+      'Recall_5': in_top5 / count,
+      'loss': loss_sum / count,
+      'num_examples': count,
+      'global_step': step,
+      'checkpoint': checkpoint,
+  }
+  logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
+               '%.4f, Recall_5 = %.4f, loss = %.4f', checkpoint, step, count,
+               metrics['Accuracy'], metrics['Recall_5'], metrics['loss'])
+  if options.eval_dir:
+    writer = tf.summary.create_file_writer(options.eval_dir)
+    with writer.as_default(step=step):
+      for name in ('Accuracy', 'Recall_5', 'loss'):
+        tf.summary.scalar(f'eval/{name}', metrics[name])
+    writer.close()
+  return metrics
+
+
+def _metric_step(net):
+  @tf.function
+  def step(images, labels):
+    logits, _ = net(images, training=False)
+    logits = tf.cast(logits, tf.float32)
+    num_classes = tf.shape(logits)[-1]
+    labels = tf.cast(labels, tf.int32)
+    tf.debugging.assert_less(
+        labels, num_classes,
+        message='a label is >= the number of logits; check --labels_offset '
+        'and --dataset_name')
+    k = tf.minimum(5, num_classes)
+    top1 = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+    _, topk = tf.math.top_k(logits, k=k)
+    top5 = tf.reduce_any(tf.equal(topk, labels[:, None]), axis=-1)
+    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                          logits=logits)
+    return (tf.reduce_sum(tf.cast(top1, tf.int64)),
+            tf.reduce_sum(tf.cast(top5, tf.int64)), tf.reduce_sum(loss),
+            tf.shape(labels, out_type=tf.int64)[0])
+  return step
+
+
+def watch(*, network_fn, dataset_fn, checkpoint_dir, options=EvalOptions(),
+          eval_interval_secs=60, eval_timeout_secs=None,
+          max_number_of_evaluations=None):
+  """Evaluates every new checkpoint in `checkpoint_dir` as it appears.
+
+  Args:
+    network_fn: `() -> Network`.
+    dataset_fn: `() -> tf.data.Dataset`.
+    checkpoint_dir: The training directory.
+    options: `EvalOptions`.
+    eval_interval_secs: Minimum seconds between two evaluations.
+    eval_timeout_secs: Stop after this long without a new checkpoint (None:
+      wait forever).
+    max_number_of_evaluations: Stop after this many evaluations (None: no
+      limit).
+
+  Returns:
+    The list of metric dicts, one per evaluated checkpoint.
+  """
+  results = []
+  net = None
+  for checkpoint in tf.train.checkpoints_iterator(
+      checkpoint_dir, min_interval_secs=eval_interval_secs,
+      timeout=eval_timeout_secs):
+    if net is None:
+      net = _build(network_fn, dataset_fn())
+    # The file can be replaced between the listing and the read while
+    # training prunes old checkpoints; then wait for the next one.
+    try:
+      results.append(evaluate_checkpoint(
+          network_fn=network_fn, dataset_fn=dataset_fn,
+          checkpoint_path=checkpoint, options=options, net=net))
+    except (tf.errors.NotFoundError, FileNotFoundError) as e:
+      logging.warning('Skipping %s: %s', checkpoint, e)
+    if (max_number_of_evaluations and
+        len(results) >= max_number_of_evaluations):
+      break
+  logging.info('Watched %s: %d evaluation(s); no new checkpoint for %s s.',
+               checkpoint_dir, len(results), eval_timeout_secs)
+  return results
+
+
+def format_metrics(metrics):
+  """One line for people: `eval/Accuracy[0.9672]` as TF-Slim printed it."""
+  return ' '.join(f'eval/{name}[{metrics[name]:.4f}]'
+                  for name in ('Accuracy', 'Recall_5', 'loss'))
+

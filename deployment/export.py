@@ -1,0 +1,181 @@
+"""Exports a trained net as a SavedModel that classifies encoded images.
+
+TF-Slim's `export_inference_graph.py` wrote a frozen GraphDef taking a float
+batch. Its successor here writes a SavedModel with two signatures:
+
+* `serving_default`: `images` = a `[batch]` string tensor of encoded JPEG or
+  PNG files; each is decoded, run through the net's eval preprocessing, and
+  classified.
+* `predict_images`: `images` = a float32 `[batch, size, size, channels]` batch
+  already preprocessed (what the net itself takes).
+
+Both return `probabilities` `[batch, num_classes]`, `top_5_ids` (int32) and
+`top_5_names` (strings from the labels file, or the ids as text without one).
+
+Typical use (what `export_inference_graph.py` does):
+
+  net = nets_factory.get_network_fn('inception_v3', num_classes=1001)
+  net(tf.zeros([1, 299, 299, 3]))
+  checkpoints.restore(net, 'inception_v3.ckpt')
+  preprocess = preprocessing_factory.get_preprocessing('inception_v3',
+                                                       is_training=False)
+  export.export_saved_model(net, preprocess, '/tmp/inception_v3_export',
+                            image_size=299, labels_to_names=labels)
+
+and to classify:
+
+  classifier = tf.saved_model.load('/tmp/inception_v3_export')
+  out = classifier.signatures['serving_default'](images=tf.constant([jpeg]))
+"""
+
+import tensorflow as tf
+
+SERVING_SIGNATURE = 'serving_default'
+PREDICT_SIGNATURE = 'predict_images'
+TOP_K = 5
+
+
+def class_names(num_classes, labels_to_names=None):
+  """Returns a list of `num_classes` names, the id as text where none is known.
+
+  Args:
+    num_classes: Number of logits of the net.
+    labels_to_names: `{id: name}` (from `labels.txt`), or None.
+
+  Returns:
+    A list of strings indexed by class id.
+  """
+  labels_to_names = labels_to_names or {}
+  return [str(labels_to_names.get(i, i)) for i in range(num_classes)]
+
+
+class ClassifierModule(tf.Module):
+  """A net, its eval preprocessing and its class names, as serving functions.
+
+  Attributes:
+    net: The `Network` (called in inference mode).
+    image_size: Height and width the preprocessing produces.
+    channels: Channels the net takes (1 for LeNet, 3 otherwise).
+  """
+
+  def __init__(self, net, preprocess_fn, *, image_size, channels=3,
+               num_classes, labels_to_names=None):
+    """Creates the module.
+
+    Args:
+      net: A built `Network` with `num_classes` logits.
+      preprocess_fn: `fn(image, output_height, output_width)` taking one
+        decoded uint8 `[height, width, channels]` image and returning a float32
+        `[image_size, image_size, channels]` image (the net's eval
+        preprocessing from `preprocessing_factory`).
+      image_size: Height and width of the net's input.
+      channels: Channels of the net's input.
+      num_classes: Number of logits.
+      labels_to_names: `{id: name}` for `top_5_names`, or None.
+    """
+    super().__init__(name='classifier')
+    self.net = net
+    self.image_size = int(image_size)
+    self.channels = int(channels)
+    self._preprocess_fn = preprocess_fn
+    self._top_k = min(TOP_K, int(num_classes))
+    self.class_names = tf.constant(class_names(num_classes, labels_to_names))
+    self.serve_encoded = tf.function(
+        self._serve_encoded,
+        input_signature=[tf.TensorSpec([None], tf.string, name='images')])
+    self.predict_images = tf.function(
+        self._predict_images,
+        input_signature=[tf.TensorSpec(
+            [None, self.image_size, self.image_size, self.channels],
+            tf.float32, name='images')])
+
+  def _predict_images(self, images):
+    logits, _ = self.net(images, training=False)
+    probabilities = tf.nn.softmax(logits)
+    top = tf.math.top_k(probabilities, k=self._top_k)
+    return {
+        'probabilities': probabilities,
+        'top_5_ids': top.indices,
+        'top_5_names': tf.gather(self.class_names, top.indices),
+    }
+
+  def _serve_encoded(self, images):
+    return self._predict_images(self.decode_and_preprocess(images))
+
+  def decode_and_preprocess(self, images):
+    """Decodes encoded JPEG/PNG strings and runs the eval preprocessing.
+
+    Args:
+      images: A `[batch]` string tensor of encoded images.
+
+    Returns:
+      A float32 `[batch, image_size, image_size, channels]` tensor.
+    """
+    def one(encoded):
+      # expand_animations=False gives a GIF's first frame a static rank of 3.
+      image = tf.io.decode_image(encoded, channels=self.channels,
+                                 expand_animations=False)
+      image = self._preprocess_fn(image, self.image_size, self.image_size)
+      image = tf.cast(image, tf.float32)
+      return tf.ensure_shape(
+          image, [self.image_size, self.image_size, self.channels])
+
+    return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec(
+        [self.image_size, self.image_size, self.channels], tf.float32))
+
+
+def export_saved_model(net, preprocess_fn, output_dir, *, image_size,
+                       channels=3, num_classes=None, labels_to_names=None):
+  """Writes `net` as a SavedModel with the two serving signatures.
+
+  Args:
+    net: A built (and restored) `Network`.
+    preprocess_fn: The net's eval preprocessing, `fn(image, height, width)`.
+    output_dir: Directory to write the SavedModel to.
+    image_size: Height and width of the net's input.
+    channels: Channels of the net's input.
+    num_classes: Number of logits; defaults to `net.num_classes`.
+    labels_to_names: `{id: name}` for `top_5_names`, or None.
+
+  Returns:
+    The `ClassifierModule` that was saved.
+
+  Raises:
+    ValueError: when the net has no logits (`num_classes` 0 or None).
+  """
+  num_classes = num_classes or net.num_classes
+  if not num_classes:
+    raise ValueError(
+        f'{net.name} was built without logits (num_classes={num_classes!r}); '
+        'export needs a classifier, e.g. --num_classes=1001.')
+  module = ClassifierModule(net, preprocess_fn, image_size=image_size,
+                            channels=channels, num_classes=num_classes,
+                            labels_to_names=labels_to_names)
+  tf.saved_model.save(module, output_dir, signatures={
+      SERVING_SIGNATURE: module.serve_encoded,
+      PREDICT_SIGNATURE: module.predict_images,
+  })
+  return module
+
+
+def classify_files(saved_model_dir, paths):
+  """Classifies image files with an exported SavedModel.
+
+  Args:
+    saved_model_dir: A directory written by `export_saved_model`.
+    paths: Paths of JPEG or PNG files.
+
+  Returns:
+    A list, per path, of `[(name, id, probability)]` for the top 5 classes.
+  """
+  # The loaded object owns the variables: keep it alive while serving.
+  loaded = tf.saved_model.load(saved_model_dir)
+  serve = loaded.signatures[SERVING_SIGNATURE]
+  encoded = [tf.io.read_file(path) for path in paths]
+  out = serve(images=tf.stack(encoded))
+  ids = out['top_5_ids'].numpy()
+  names = out['top_5_names'].numpy()
+  probabilities = out['probabilities'].numpy()
+  return [[(names[i][k].decode('utf-8'), int(ids[i][k]),
+            float(probabilities[i][ids[i][k]])) for k in range(ids.shape[1])]
+          for i in range(len(paths))]

@@ -1,0 +1,659 @@
+"""A model-agnostic training loop over a `tf.distribute` strategy.
+
+The net, the input and the optimizer come in as builders; the trainer knows
+nothing about them beyond `logits, end_points = net(images, training=True)`:
+
+  result = trainer.train(
+      strategy=deployment.strategy(),
+      network_fn=lambda: nets_factory.get_network_fn('lenet', 10, ...),
+      dataset_fn=lambda ctx: input_pipeline.make_dataset(..., input_context=ctx),
+      optimizer_fn=lambda lr: optimization.build_optimizer('sgd', lr),
+      learning_rate=0.01,
+      options=trainer.TrainOptions(train_dir='/tmp/run', batch_size=32))
+
+What it does, as TF-Slim's `train_image_classifier.py` did:
+* one compiled step run on every clone by `strategy.run`; softmax
+  cross-entropy with label smoothing (plus 0.4 x the auxiliary head's loss),
+  the net's regularization losses added once, gradients summed across clones;
+* a non-finite loss or gradient never reaches the weights: that step applies
+  zero gradients, is recorded, and training stops at the next check with
+  `NonFiniteLossError` naming the step; no checkpoint is written after it;
+* an exponential moving average of the model variables (trainable weights and
+  batch-norm statistics) when `moving_average_decay` is set, saved in the
+  checkpoint under `ema/`, which evaluation restores instead of the weights;
+* checkpoints `model.ckpt-<step>` in `train_dir` every `save_interval_secs`
+  and at the end; a restart resumes from the newest one;
+* TensorBoard summaries every `save_summaries_secs`; a log line every
+  `log_every_n_steps`.
+
+Checkpoint layout (object-based, `tf.train.Checkpoint`): `model_variables/`
+maps TF-Slim variable names (`LeNet/conv1/weights`) to the net's variables, so
+a checkpoint can be read by name; `ema/` the same names to their averages;
+`optimizer/` and `global_step`.
+"""
+
+import dataclasses
+import datetime
+import os
+import re
+import shutil
+import tempfile
+import time
+from typing import Optional, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+from slimkit.deployment import checkpoints
+
+# The weight of the auxiliary head's loss, as in TF-Slim's training script.
+AUX_LOSS_WEIGHT = 0.4
+
+CHECKPOINT_NAME = 'model.ckpt'
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss or gradient."""
+
+  def __init__(self, step):
+    super().__init__(
+        f'The loss or a gradient became NaN or infinite at global step {step}; '
+        'training stopped. That step was not applied, and no checkpoint was '
+        'written after it. Try a lower --learning_rate, or check the input.')
+    self.step = step
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+  """Everything the training loop needs besides the builders.
+
+  Attributes:
+    train_dir: Where checkpoints and summaries go.
+    batch_size: Images per clone per step.
+    max_number_of_steps: Stop when the global step reaches this (counted
+      across restarts); None trains until interrupted.
+    log_every_n_steps: Steps between log lines.
+    save_summaries_secs: Seconds between TensorBoard summaries.
+    save_interval_secs: Seconds between checkpoints.
+    label_smoothing: TF-Slim's label smoothing of the cross-entropy.
+    moving_average_decay: Decay of the weights' moving average, or None.
+    trainable_scopes: TF-Slim scope prefixes of the variables to train
+      (`('LeNet/fc4',)`); empty trains every trainable variable.
+    checkpoint_path: A checkpoint of ours (file or directory) to initialise a
+      fresh run from; ignored when `train_dir` has a checkpoint.
+    checkpoint_exclude_scopes: Variable name prefixes not to initialise from
+      `checkpoint_path`.
+    ignore_missing_vars: Whether variables absent from `checkpoint_path` are
+      left at their initial values instead of being an error.
+    max_checkpoints_to_keep: How many checkpoints stay in `train_dir`.
+    num_summary_images: Input images shown in TensorBoard.
+  """
+  train_dir: str
+  batch_size: int
+  max_number_of_steps: Optional[int] = None
+  log_every_n_steps: int = 10
+  save_summaries_secs: float = 600
+  save_interval_secs: float = 600
+  label_smoothing: float = 0.0
+  moving_average_decay: Optional[float] = None
+  trainable_scopes: Sequence[str] = ()
+  checkpoint_path: Optional[str] = None
+  checkpoint_exclude_scopes: Sequence[str] = ()
+  ignore_missing_vars: bool = False
+  max_checkpoints_to_keep: int = 5
+  num_summary_images: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a training run ended with."""
+  global_step: int
+  loss: Optional[float]
+  checkpoint: Optional[str]
+
+
+def classification_loss(logits, labels, end_points=None, label_smoothing=0.0):
+  """TF-Slim's training loss of one clone: mean softmax cross-entropy.
+
+  Args:
+    logits: `[batch, num_classes]` float logits.
+    labels: `[batch]` integer labels in `[0, num_classes)`.
+    end_points: The net's end points; an `AuxLogits` entry adds its loss
+      weighted by 0.4, as TF-Slim did for Inception.
+    label_smoothing: Mass moved uniformly over all classes.
+
+  Returns:
+    A float32 scalar.
+  """
+  def xent(x):
+    x = tf.cast(x, tf.float32)
+    onehot = tf.one_hot(labels, tf.shape(x)[-1], dtype=tf.float32)
+    if label_smoothing:
+      num_classes = tf.cast(tf.shape(x)[-1], tf.float32)
+      onehot = onehot * (1.0 - label_smoothing) + label_smoothing / num_classes
+    return tf.reduce_mean(
+        tf.nn.softmax_cross_entropy_with_logits(labels=onehot, logits=x))
+
+  loss = xent(logits)
+  if end_points and end_points.get('AuxLogits') is not None:
+    loss += AUX_LOSS_WEIGHT * xent(end_points['AuxLogits'])
+  return loss
+
+
+def _unescape(key):
+  return re.sub(r'\.(.)', lambda m: '/' if m.group(1) == 'S' else m.group(1),
+                key)
+
+
+def named_values(checkpoint, group='model_variables'):
+  """Lists `{TF-Slim name: checkpoint key}` of one group of our checkpoint.
+
+  Args:
+    checkpoint: A checkpoint file prefix.
+    group: 'model_variables' or 'ema'.
+
+  Returns:
+    A dict from variable names to the keys `tf.train.load_checkpoint` reads.
+  """
+  suffix = '/.ATTRIBUTES/VARIABLE_VALUE'
+  names = {}
+  for key, _ in tf.train.list_variables(checkpoint):
+    if key.startswith(group + '/') and key.endswith(suffix):
+      names[_unescape(key[len(group) + 1:-len(suffix)])] = key
+  return names
+
+
+class MovingAverage:
+  """Exponential moving averages of variables, as `tf.train.ExponentialMovingAverage`.
+
+  With the global step as `num_updates` (as TF-Slim), the effective decay is
+  `min(decay, (1 + step) / (10 + step))`, so early averages follow quickly.
+  Create it inside the strategy's scope: the averages are then mirrored.
+  """
+
+  def __init__(self, variables, decay):
+    self.decay = float(decay)
+    self.variables = list(variables)
+    self.averages = {
+        v.path: tf.Variable(tf.identity(v.value), trainable=False,
+                            name='ExponentialMovingAverage')
+        for v in self.variables}
+
+  def update(self, step):
+    step = tf.cast(step, tf.float32)
+    decay = tf.minimum(self.decay, (1.0 + step) / (10.0 + step))
+    for v in self.variables:
+      average = self.averages[v.path]
+      average.assign_sub((1.0 - decay) * (average - tf.cast(v.value,
+                                                            average.dtype)))
+
+  def reset(self):
+    """Sets every average to its variable's current value."""
+    for v in self.variables:
+      self.averages[v.path].assign(v.value)
+
+
+def _image_summary(images, count):
+  images = tf.cast(images[:count], tf.float32)
+  # Preprocessed images are in [-1, 1] or mean-subtracted: rescale each one to
+  # [0, 1] so TensorBoard shows them.
+  low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+  high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+  return (images - low) / tf.maximum(high - low, 1e-6)
+
+
+def _summary_name(name):
+  return re.sub(r'[^A-Za-z0-9_./-]', '_', name)
+
+
+def _all_finite(tensors):
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32)))
+                        for t in tensors])
+
+
+def train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
+          options):
+  """Trains until `max_number_of_steps` or until interrupted.
+
+  Args:
+    strategy: A `tf.distribute.Strategy` (see `model_deploy`).
+    network_fn: `() -> Network`; called inside the strategy's scope.
+    dataset_fn: `(tf.distribute.InputContext) -> tf.data.Dataset` of
+      `(images, labels)` batches of `options.batch_size` (one per clone).
+    optimizer_fn: `(learning_rate) -> keras optimizer`.
+    learning_rate: A float or a schedule of the global step.
+    options: `TrainOptions`.
+
+  Returns:
+    A `TrainResult`.
+
+  Raises:
+    NonFiniteLossError: when the loss or a gradient became NaN or infinite.
+  """
+  kwargs = dict(strategy=strategy, network_fn=network_fn, dataset_fn=dataset_fn,
+                optimizer_fn=optimizer_fn, learning_rate=learning_rate)
+  if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+    return _train_with_coordinator(options=options, **kwargs)
+  if strategy.extended.should_checkpoint:
+    return _train_replicated(options=options, **kwargs)
+  # A multi-worker task other than the chief: it takes part in every save (a
+  # save may run collectives) but its files are not kept: they go to a
+  # temporary directory removed at the end, and train_dir is left alone.
+  temporary = tempfile.mkdtemp(prefix='slimkit-worker-')
+  try:
+    result = _train_replicated(
+        options=dataclasses.replace(options, train_dir=temporary), **kwargs)
+  finally:
+    shutil.rmtree(temporary, ignore_errors=True)
+  return dataclasses.replace(result, checkpoint=None)
+
+
+def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
+                      learning_rate, options):
+  """`train` on one worker or several in sync (all but parameter servers)."""
+  train_dir = options.train_dir
+  os.makedirs(train_dir, exist_ok=True)
+  num_clones = strategy.num_replicas_in_sync
+  global_batch = options.batch_size * num_clones
+
+  # The input's shapes tell the net its image size before the first step.
+  image_spec = dataset_fn(tf.distribute.InputContext()).element_spec[0]
+  with strategy.scope():
+    net = network_fn()
+    net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
+        training=False)
+    model_variables = list(net.weights)
+    # Freezes the variables outside the scopes and the batch norms that have
+    # no variable inside them (their statistics must not move either).
+    checkpoints.apply_trainable_scopes(net, options.trainable_scopes)
+    train_vars = list(net.trainable_variables)
+    optimizer = optimizer_fn(learning_rate)
+    # Built before the first distributed step: a Mirrored step that creates
+    # optimizer slots lazily fails.
+    optimizer.build(train_vars)
+    ema = (MovingAverage(model_variables, options.moving_average_decay)
+           if options.moving_average_decay else None)
+  global_step = optimizer.iterations
+  # Host-side record of the first bad step (-1: none), written in the
+  # cross-replica part of the step.
+  bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+
+  items = dict(model_variables={v.path: v for v in model_variables},
+               optimizer=optimizer, global_step=global_step)
+  if ema is not None:
+    items['ema'] = ema.averages
+  checkpoint = tf.train.Checkpoint(**items)
+  manager = tf.train.CheckpointManager(
+      checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep,
+      checkpoint_name=CHECKPOINT_NAME)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info('Resuming from %s (global step %d).',
+                 manager.latest_checkpoint, int(global_step.numpy()))
+    if options.checkpoint_path:
+      logging.info('Ignoring --checkpoint_path: %s has a checkpoint already.',
+                   train_dir)
+  elif options.checkpoint_path:
+    # A TF-Slim checkpoint or one of ours, matched by TF-Slim variable name.
+    report = checkpoints.restore(
+        net, options.checkpoint_path,
+        exclude_scopes=options.checkpoint_exclude_scopes,
+        ignore_missing_vars=options.ignore_missing_vars)
+    logging.info('%s', report.summary())
+    if ema is not None:
+      ema.reset()
+
+  if _num_workers(strategy) > 1:
+    # Every worker starts from the chief's state: only the chief is sure to
+    # see the checkpoint (train_dir may be on its local disk).
+    _broadcast_from_chief(strategy, model_variables + list(
+        optimizer.variables) + (list(ema.averages.values()) if ema else []))
+  writer = (tf.summary.create_file_writer(train_dir)
+            if strategy.extended.should_save_summary
+            else tf.summary.create_noop_writer())
+
+  # Batch-norm statistics change in the forward pass, before the loss is
+  # known: a bad step puts their old values back.
+  statistics = [v for v in model_variables if not v.trainable]
+
+  def replica_step(images, labels):
+    ctx = tf.distribute.get_replica_context()
+    saved = [tf.identity(v.value) for v in statistics]
+    with tf.GradientTape() as tape:
+      logits, end_points = net(images, training=True)
+      clone_loss = classification_loss(logits, labels, end_points,
+                                       options.label_smoothing)
+      regularization = (tf.add_n([tf.cast(l, tf.float32) for l in net.losses])
+                        if net.losses else tf.constant(0.0))
+      # The optimizer sums gradients over clones. Scaling each clone's loss by
+      # 1/num_clones makes that sum the average of the clones' gradients (as
+      # TF-Slim averaged its towers); adding regularization/num_clones on each
+      # clone makes the sum contain the regularization gradient exactly once.
+      scaled = (clone_loss + regularization) / ctx.num_replicas_in_sync
+    grads = tape.gradient(scaled, train_vars)
+    grads = [tf.zeros_like(v) if g is None else g
+             for g, v in zip(grads, train_vars)]
+    local_bad = tf.cast(tf.logical_not(_all_finite([scaled] + grads)),
+                        tf.int32)
+    ok = tf.equal(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_bad), 0)
+    # All clones agree on `ok`; a bad step applies zeros so no NaN or inf
+    # reaches the weights, and the loop stops at its next check.
+    grads = [tf.where(ok, g, tf.zeros_like(g)) for g in grads]
+    optimizer.apply_gradients(zip(grads, train_vars))
+    for v, old in zip(statistics, saved):
+      v.assign(tf.where(ok, v.value, old))
+    return dict(ok=ok, clone_loss=clone_loss, regularization=regularization,
+                scaled=scaled, images=images, end_points=end_points)
+
+  def make_step(with_summaries):
+    @tf.function
+    def step(iterator):
+      outputs = strategy.run(replica_step, args=next(iterator))
+      total = strategy.reduce(tf.distribute.ReduceOp.SUM, outputs['scaled'],
+                              axis=None)
+      ok = strategy.experimental_local_results(outputs['ok'])[0]
+      step_done = tf.convert_to_tensor(global_step)
+      bad_step.assign(tf.where(tf.logical_and(tf.logical_not(ok),
+                                              bad_step < 0),
+                               tf.cast(step_done, tf.int64), bad_step))
+      if ema is not None:
+        ema.update(step_done)
+      if with_summaries:
+        _write_summaries(outputs, total, step_done)
+      return total
+    return step
+
+  def _write_summaries(outputs, total, step):
+    first = lambda x: strategy.experimental_local_results(x)[0]
+    with writer.as_default(step=tf.cast(step, tf.int64)):
+      tf.summary.scalar('total_loss', total)
+      for i, loss in enumerate(
+          strategy.experimental_local_results(outputs['clone_loss'])):
+        tf.summary.scalar(f'losses/clone_{i}_loss', loss)
+      tf.summary.scalar('losses/regularization_loss',
+                        first(outputs['regularization']))
+      tf.summary.scalar('learning_rate', optimizer.learning_rate)
+      for name, value in sorted(first(outputs['end_points']).items()):
+        name = _summary_name(name)
+        tf.summary.histogram(f'activations/{name}', value)
+        tf.summary.scalar(f'sparsity/{name}', tf.math.zero_fraction(value))
+      for v in train_vars:
+        tf.summary.histogram(f'variables/{_summary_name(v.path)}', v.value)
+      tf.summary.image('images', _image_summary(first(outputs['images']),
+                                                options.num_summary_images),
+                       max_outputs=options.num_summary_images)
+
+  train_step = make_step(with_summaries=False)
+  agree = _agreement(strategy, every=options.log_every_n_steps)
+  summary_step = make_step(with_summaries=True)
+  dataset = strategy.distribute_datasets_from_function(dataset_fn)
+  iterator = iter(dataset)
+
+  def check_finite():
+    bad = int(bad_step.numpy())
+    if bad >= 0:
+      raise NonFiniteLossError(bad)
+
+  def save(step):
+    check_finite()
+    # A second line of defence: never write non-finite weights.
+    if not bool(_all_finite([v.value for v in model_variables])):
+      raise NonFiniteLossError(step)
+    path = manager.save(checkpoint_number=step)
+    logging.info('Saved checkpoint %s.', path)
+    return path
+
+  step = int(global_step.numpy())
+  start_step = step
+  max_steps = options.max_number_of_steps
+  logging.info('Training %s from global step %d%s on %d clone(s), %d images '
+               'per step.', net.name, step,
+               f' to {max_steps}' if max_steps else '', num_clones,
+               global_batch)
+  last_save = last_summary = time.time()
+  last_log_time, last_log_step = time.time(), step
+  loss_value = None
+  last_checkpoint = manager.latest_checkpoint
+  first_summary_done = False
+  try:
+    while max_steps is None or step < max_steps:
+      now = time.time()
+      summarize = (not first_summary_done or
+                   agree(step, now - last_summary >= options.save_summaries_secs))
+      try:
+        loss = (summary_step if summarize else train_step)(iterator)
+      except (StopIteration, tf.errors.OutOfRangeError):
+        logging.info('The input ran out at global step %d.', step)
+        break
+      step += 1
+      if summarize:
+        first_summary_done = True
+        last_summary = now
+      if step % options.log_every_n_steps == 0 or step == max_steps:
+        loss_value = float(loss.numpy())
+        check_finite()
+        now = time.time()
+        sec_per_step = (now - last_log_time) / max(step - last_log_step, 1)
+        images_per_sec = global_batch / max(sec_per_step, 1e-9)
+        left = ''
+        if max_steps:
+          remaining = datetime.timedelta(
+              seconds=int(sec_per_step * (max_steps - step)))
+          left = f', {remaining} left'
+        logging.info('global step %d: loss = %.4f (%.3f sec/step, %.1f '
+                     'images/sec%s)', step, loss_value, sec_per_step,
+                     images_per_sec, left)
+        with writer.as_default(step=step):
+          tf.summary.scalar('images_per_sec', images_per_sec)
+        last_log_time, last_log_step = now, step
+      if agree(step, time.time() - last_save >= options.save_interval_secs):
+        last_checkpoint = save(step)
+        last_save = time.time()
+  except KeyboardInterrupt:
+    logging.warning('Interrupted at global step %d; saving a checkpoint.', step)
+  finally:
+    writer.flush()
+  check_finite()
+  if step != start_step or last_checkpoint is None:
+    last_checkpoint = save(step)
+  writer.close()
+  if loss_value is None and step != start_step:
+    loss_value = float(loss.numpy())
+  return TrainResult(global_step=step, loss=loss_value,
+                     checkpoint=last_checkpoint)
+
+
+def _num_workers(strategy):
+  """How many workers train in sync under `strategy` (1 without a cluster)."""
+  resolver = strategy.cluster_resolver
+  spec = resolver.cluster_spec() if resolver is not None else None
+  if not spec or not spec.jobs:
+    return 1
+  return sum(spec.num_tasks(job) for job in ('chief', 'worker')
+             if job in spec.jobs)
+
+
+def _broadcast_from_chief(strategy, variables):
+  """Sets every worker's copy of `variables` to the chief's (replica 0's)."""
+  variables = list(variables)
+
+  @tf.function
+  def broadcast():
+    def replica_fn():
+      ctx = tf.distribute.get_replica_context()
+      mine = tf.equal(ctx.replica_id_in_sync_group, 0)
+      values = []
+      for v in variables:
+        # All values travel as float64 (one batched all-reduce needs one
+        # dtype): exact for float32 and for steps below 2**53.
+        value = tf.cast(tf.convert_to_tensor(v), tf.float64)
+        values.append(tf.where(mine, value, tf.zeros_like(value)))
+      return ctx.all_reduce(tf.distribute.ReduceOp.SUM, values)
+    values = strategy.run(replica_fn)
+    for v, value in zip(variables, values):
+      v.assign(tf.cast(strategy.experimental_local_results(value)[0],
+                       tf.as_dtype(v.dtype)))
+
+  broadcast()
+
+
+def _agreement(strategy, every):
+  """Returns `agree(step, want) -> bool`, the same on every worker.
+
+  Checkpoints and summaries are due by wall-clock time, which differs between
+  workers; but every worker must take the same branch (a save or a summary
+  step may run collectives, and collectives are matched by the order in which
+  they are created). With several workers, the wishes are combined by an
+  all-reduce every `every` steps (any worker's wish wins); on one worker,
+  `agree` returns `want`.
+  """
+  if _num_workers(strategy) == 1:
+    return lambda step, want: bool(want)
+
+  @tf.function
+  def any_wants(want):
+    def replica_fn(value):
+      return tf.distribute.get_replica_context().all_reduce(
+          tf.distribute.ReduceOp.MAX, value)
+    return strategy.experimental_local_results(
+        strategy.run(replica_fn, args=(want,)))[0]
+
+  def agree(step, want):
+    if step % every:
+      return False
+    return bool(any_wants(tf.constant(1.0 if want else 0.0)) > 0)
+
+  return agree
+
+
+def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
+                            learning_rate, options):
+  """`train` with parameter servers: this process coordinates the workers.
+
+  Asynchronous, as TF-Slim without `--sync_replicas`: each worker reads its
+  own shard, computes the gradients of its batch and applies them to the
+  variables on the parameter servers without waiting for the others. Steps
+  are scheduled in groups of `log_every_n_steps`; between groups this process
+  logs, checks for non-finite losses and writes checkpoints and loss
+  summaries to `train_dir`. The global step counts the applied steps.
+  """
+  train_dir = options.train_dir
+  os.makedirs(train_dir, exist_ok=True)
+  coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+  image_spec = dataset_fn(tf.distribute.InputContext()).element_spec[0]
+  with strategy.scope():
+    net = network_fn()
+    net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
+        training=False)
+    model_variables = list(net.weights)
+    checkpoints.apply_trainable_scopes(net, options.trainable_scopes)
+    train_vars = list(net.trainable_variables)
+    optimizer = optimizer_fn(learning_rate)
+    optimizer.build(train_vars)
+    ema = (MovingAverage(model_variables, options.moving_average_decay)
+           if options.moving_average_decay else None)
+  global_step = optimizer.iterations
+  items = dict(model_variables={v.path: v for v in model_variables},
+               optimizer=optimizer, global_step=global_step)
+  if ema is not None:
+    items['ema'] = ema.averages
+  checkpoint = tf.train.Checkpoint(**items)
+  manager = tf.train.CheckpointManager(
+      checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep,
+      checkpoint_name=CHECKPOINT_NAME)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info('Resuming from %s.', manager.latest_checkpoint)
+  elif options.checkpoint_path:
+    report = checkpoints.restore(
+        net, options.checkpoint_path,
+        exclude_scopes=options.checkpoint_exclude_scopes,
+        ignore_missing_vars=options.ignore_missing_vars)
+    logging.info('%s', report.summary())
+    if ema is not None:
+      ema.reset()
+
+  def replica_step(images, labels):
+    with tf.GradientTape() as tape:
+      logits, end_points = net(images, training=True)
+      loss = classification_loss(logits, labels, end_points,
+                                 options.label_smoothing)
+      if net.losses:
+        loss += tf.add_n([tf.cast(l, tf.float32) for l in net.losses])
+    grads = tape.gradient(loss, train_vars)
+    grads = [tf.zeros_like(v) if g is None else g
+             for g, v in zip(grads, train_vars)]
+    ok = _all_finite([loss] + grads)
+    # A bad step applies zeros, so no NaN reaches the parameter servers.
+    optimizer.apply_gradients(
+        zip([tf.where(ok, g, tf.zeros_like(g)) for g in grads], train_vars))
+    return loss, ok
+
+  @tf.function
+  def worker_step(iterator):
+    loss, ok = strategy.run(replica_step, args=next(iterator))
+    if ema is not None:
+      ema.update(global_step)
+    return loss, ok
+
+  iterator = iter(coordinator.create_per_worker_dataset(
+      strategy.distribute_datasets_from_function(dataset_fn)))
+  writer = tf.summary.create_file_writer(train_dir)
+  step = start_step = int(global_step.numpy())
+  max_steps = options.max_number_of_steps
+  spec = strategy.cluster_resolver.cluster_spec()
+  logging.info('Training %s from global step %d%s on %d worker(s) and %d '
+               'parameter server(s), asynchronously, %d images per worker step.',
+               net.name, step, f' to {max_steps}' if max_steps else '',
+               len(spec.job_tasks('worker')), len(spec.job_tasks('ps')),
+               options.batch_size)
+  last_save = time.time()
+  last_time = time.time()
+  loss_value = None
+  last_checkpoint = manager.latest_checkpoint
+
+  def save():
+    path = manager.save(checkpoint_number=step)
+    logging.info('Saved checkpoint %s.', path)
+    return path
+
+  try:
+    while max_steps is None or step < max_steps:
+      count = options.log_every_n_steps
+      if max_steps is not None:
+        count = min(count, max_steps - step)
+      results = [coordinator.schedule(worker_step, args=(iterator,))
+                 for _ in range(count)]
+      coordinator.join()
+      step += count
+      # Concurrent updates of the step counter race; this process knows how
+      # many steps ran.
+      global_step.assign(step)
+      fetched = [(float(loss.fetch()), bool(ok.fetch()))
+                 for loss, ok in results]
+      bad = [i for i, (_, ok) in enumerate(fetched) if not ok]
+      if bad:
+        raise NonFiniteLossError(step - count + bad[0])
+      loss_value = fetched[-1][0]
+      now = time.time()
+      sec_per_step = (now - last_time) / count
+      logging.info('global step %d: loss = %.4f (%.3f sec/step, %.1f '
+                   'images/sec)', step, loss_value, sec_per_step,
+                   options.batch_size / max(sec_per_step, 1e-9))
+      last_time = now
+      with writer.as_default(step=step):
+        tf.summary.scalar('total_loss', loss_value)
+        tf.summary.scalar('learning_rate', optimizer.learning_rate)
+      if now - last_save >= options.save_interval_secs:
+        last_checkpoint = save()
+        last_save = time.time()
+  except KeyboardInterrupt:
+    coordinator.join()
+    logging.warning('Interrupted at global step %d; saving a checkpoint.', step)
+  finally:
+    writer.flush()
+  if step != start_step or last_checkpoint is None:
+    last_checkpoint = save()
+  writer.close()
+  return TrainResult(global_step=step, loss=loss_value,
+                     checkpoint=last_checkpoint)

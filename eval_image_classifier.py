@@ -1,0 +1,113 @@
+r"""Evaluates a trained image classifier: Accuracy and Recall_5, with TF-Slim's flags.
+
+Usage:
+
+  python3 eval_image_classifier.py --checkpoint_path=/tmp/train \
+      --eval_dir=/tmp/eval --dataset_name=imagenet \
+      --dataset_split_name=validation --dataset_dir=/data/imagenet \
+      --model_name=inception_v3
+
+`--checkpoint_path` is a checkpoint or a directory (its newest checkpoint).
+Metrics are printed and written as TensorBoard summaries to `--eval_dir`.
+Watch mode, as TF-Slim's evaluation loop: with `--eval_interval_secs=N` the
+script evaluates each new checkpoint of the `--checkpoint_path` directory as
+training writes it, until `--eval_timeout_secs` pass without a new one.
+"""
+
+import os
+
+from absl import app
+from absl import logging
+import tensorflow as tf
+
+from slimkit import flags as slim_flags
+from slimkit.datasets import dataset_factory
+from slimkit.datasets import input_pipeline
+from slimkit.deployment import checkpoints
+from slimkit.deployment import evaluator
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import preprocessing_factory
+
+FLAGS = slim_flags.FLAGS
+slim_flags.define_eval_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  for warning in slim_flags.obsolete_flag_warnings(FLAGS):
+    logging.warning(warning)
+  if not FLAGS.dataset_dir:
+    slim_flags.fail('You must supply the dataset directory with '
+                    '--dataset_dir.')
+  try:
+    split = dataset_factory.get_split(FLAGS.dataset_name,
+                                      FLAGS.dataset_split_name,
+                                      FLAGS.dataset_dir)
+    split.files()
+  except (ValueError, FileNotFoundError) as e:
+    slim_flags.fail(str(e))
+  if FLAGS.labels_offset >= split.num_classes:
+    slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
+                    f'of the {split.num_classes} of {split.dataset_name}.')
+  watching = FLAGS.eval_interval_secs is not None
+  if watching and not os.path.isdir(FLAGS.checkpoint_path):
+    slim_flags.fail('--eval_interval_secs watches a directory: '
+                    f'--checkpoint_path={FLAGS.checkpoint_path} is not one.')
+  if not watching:
+    try:
+      checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+    except FileNotFoundError as e:
+      slim_flags.fail(f'--checkpoint_path: {e}')
+
+  entry = nets_factory.get_entry(FLAGS.model_name)
+  image_size = FLAGS.eval_image_size or entry.default_image_size
+  num_classes = split.num_classes - FLAGS.labels_offset
+  preprocess = preprocessing_factory.get_preprocessing(
+      FLAGS.preprocessing_name or FLAGS.model_name, is_training=False,
+      use_grayscale=FLAGS.use_grayscale)
+
+  def network_fn():
+    return nets_factory.get_network_fn(FLAGS.model_name,
+                                       num_classes=num_classes,
+                                       is_training=False)
+
+  def dataset_fn():
+    return input_pipeline.make_dataset(
+        split, preprocess, batch_size=FLAGS.batch_size, is_training=False,
+        image_size=image_size,
+        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
+
+  options = evaluator.EvalOptions(
+      eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
+      moving_average_decay=FLAGS.moving_average_decay)
+  try:
+    if watching:
+      results = evaluator.watch(
+          network_fn=network_fn, dataset_fn=dataset_fn,
+          checkpoint_dir=FLAGS.checkpoint_path, options=options,
+          eval_interval_secs=FLAGS.eval_interval_secs,
+          eval_timeout_secs=FLAGS.eval_timeout_secs,
+          max_number_of_evaluations=FLAGS.max_number_of_evaluations)
+    else:
+      results = [evaluator.evaluate_checkpoint(
+          network_fn=network_fn, dataset_fn=dataset_fn,
+          checkpoint_path=FLAGS.checkpoint_path, options=options)]
+  except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+    explained = input_pipeline.explain_input_error(split, e)
+    if explained is e:
+      raise
+    slim_flags.fail(str(explained), status=1)
+  except ValueError as e:
+    slim_flags.fail(str(e), status=1)
+  for metrics in results:
+    print(f'global step {metrics["global_step"]}: '
+          f'{evaluator.format_metrics(metrics)} '
+          f'({metrics["num_examples"]} examples)', flush=True)
+  print(f'Summaries in {FLAGS.eval_dir}: tensorboard --logdir {FLAGS.eval_dir}',
+        flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=slim_flags.parse_flags)

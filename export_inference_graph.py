@@ -1,0 +1,115 @@
+r"""Exports a net and its checkpoint as a SavedModel that classifies images.
+
+The SavedModel's `serving_default` signature takes encoded JPEG or PNG bytes
+(a `[batch]` string tensor named `images`), runs the net's eval preprocessing
+and returns `probabilities`, `top_5_ids` and `top_5_names`; `predict_images`
+takes an already preprocessed float32 batch.
+
+Usage, with a published TF-Slim checkpoint:
+
+  python export_inference_graph.py \
+      --model_name=inception_v3 \
+      --checkpoint_path=/tmp/checkpoints/inception_v3.ckpt \
+      --labels_file=/tmp/imagenet/labels.txt \
+      --output_dir=/tmp/inception_v3_export
+
+or with a fine-tuned run (a directory means its newest checkpoint):
+
+  python export_inference_graph.py --model_name=inception_v3 \
+      --num_classes=5 --checkpoint_path=/tmp/flowers-models/inception_v3 \
+      --labels_file=/tmp/flowers/labels.txt --moving_average_decay=0.9999 \
+      --output_dir=/tmp/flowers_export
+
+then `python classify_image.py --saved_model_dir=/tmp/flowers_export x.jpg`.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from slimkit.datasets import dataset_utils
+from slimkit import flags as slim_flags
+from slimkit.deployment import checkpoints
+from slimkit.deployment import export
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import preprocessing_factory
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string('model_name', 'inception_v3', 'The name of the net to '
+                    'export (see nets/nets_factory.py).')
+flags.DEFINE_string('checkpoint_path', None, 'A checkpoint (TF-Slim\'s or '
+                    'ours), or a directory whose newest checkpoint is used.')
+flags.DEFINE_string('output_dir', None, 'Where to write the SavedModel.')
+flags.DEFINE_integer('image_size', None, 'Height and width of the net\'s '
+                     'input; defaults to the net\'s default size.')
+flags.DEFINE_integer('num_classes', 1001, 'Number of classes of the '
+                     'checkpoint\'s logits (1001 for TF-Slim\'s ImageNet '
+                     'checkpoints with a background class).')
+flags.DEFINE_string('labels_file', None, 'A labels.txt (`id:name` a line) for '
+                    'top_5_names; without it the names are the ids.')
+flags.DEFINE_float('moving_average_decay', None, 'If set, export the moving '
+                   'averages of the weights (<name>/ExponentialMovingAverage) '
+                   'where the checkpoint has them.')
+flags.DEFINE_string('preprocessing_name', None, 'The preprocessing style; '
+                    'defaults to the net\'s.')
+flags.DEFINE_integer('channels', None, 'Channels of the input images; '
+                     'defaults to what the checkpoint\'s first layer takes.')
+
+
+def _build(model_name, num_classes, image_size, channels):
+  net = nets_factory.get_network_fn(model_name, num_classes=num_classes,
+                                    is_training=False)
+  net(tf.zeros([1, image_size, image_size, channels]))
+  return net
+
+
+def main(argv):
+  del argv
+  if not FLAGS.checkpoint_path or not FLAGS.output_dir:
+    raise app.UsageError('--checkpoint_path and --output_dir are required.')
+  try:
+    entry = nets_factory.get_entry(FLAGS.model_name)
+    checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+  except (ValueError, FileNotFoundError) as e:
+    slim_flags.fail(str(e))
+  image_size = FLAGS.image_size or entry.default_image_size
+  channels = FLAGS.channels or 3
+  net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels)
+  try:
+    if FLAGS.channels is None:
+      stored = checkpoints.input_channels(net, FLAGS.checkpoint_path)
+      if stored is not None and stored != channels:
+        # LeNet on MNIST takes grayscale images: follow the checkpoint.
+        channels = stored
+        net = _build(FLAGS.model_name, FLAGS.num_classes, image_size,
+                     channels)
+    report = checkpoints.restore(
+        net, FLAGS.checkpoint_path,
+        use_moving_average=FLAGS.moving_average_decay is not None)
+  except checkpoints.CheckpointError as e:
+    slim_flags.fail(f'{e}\nExport restores every variable: pass the '
+                    'checkpoint\'s --model_name and --num_classes.')
+  print(report.summary())
+
+  labels = None
+  if FLAGS.labels_file:
+    labels = dataset_utils.read_label_file(
+        os.path.dirname(FLAGS.labels_file) or '.',
+        os.path.basename(FLAGS.labels_file))
+  preprocess = preprocessing_factory.get_preprocessing(
+      FLAGS.preprocessing_name or FLAGS.model_name, is_training=False)
+  export.export_saved_model(net, preprocess, FLAGS.output_dir,
+                            image_size=image_size, channels=channels,
+                            num_classes=FLAGS.num_classes,
+                            labels_to_names=labels)
+  logging.info('Wrote the SavedModel to %s', FLAGS.output_dir)
+  print(f'Exported {FLAGS.model_name} ({image_size}x{image_size}x{channels}, '
+        f'{FLAGS.num_classes} classes) to {FLAGS.output_dir}')
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,62 @@
+"""Small image helpers shared by the preprocessing styles.
+
+Every style accepts images with 1 or 3 channels (MNIST and digits records are
+1-channel; TF-Slim fed them to the nets as they were) and converts to
+grayscale only where `use_grayscale` asks for it.
+"""
+
+import tensorflow as tf
+
+
+def num_channels(image):
+  """Returns the static channel count of a `[height, width, channels]` image.
+
+  Raises:
+    ValueError: when the rank or the channel count is not known statically.
+  """
+  shape = image.shape
+  if shape.rank != 3 or shape[-1] is None:
+    raise ValueError(
+        f'Expected an image [height, width, channels] with a known channel '
+        f'count, got shape {shape}. Decode with channels=1 or 3.')
+  return shape[-1]
+
+
+def to_grayscale(image):
+  """Converts an RGB image to 1 channel; a 1-channel image passes unchanged.
+
+  Being a no-op on 1 channel lets the input pipeline and a style both honour
+  `use_grayscale` without converting twice.
+  """
+  if num_channels(image) == 1:
+    return image
+  return tf.image.rgb_to_grayscale(image)
+
+
+def to_float(image):
+  """Casts to float32 keeping the value range (uint8 stays in [0, 255])."""
+  return tf.cast(image, tf.float32)
+
+
+def to_unit_float(image):
+  """Converts to float32 in [0, 1] (uint8 is divided by 255; floats kept)."""
+  if image.dtype == tf.float32:
+    return image
+  return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def crop_or_pad(image, height, width):
+  """`tf.image.resize_with_crop_or_pad`, with a fast path for the right size.
+
+  Records are mostly written at the net's size already (CIFAR-10 at 32,
+  MNIST at 28); skipping the general op's shape checks and slicing then
+  saves a large share of the per-image cost of the small-image styles.
+  """
+  shape = tf.shape(image)
+  already = tf.logical_and(tf.equal(shape[0], height), tf.equal(shape[1],
+                                                                width))
+  result = tf.cond(
+      already, lambda: image,
+      lambda: tf.image.resize_with_crop_or_pad(image, height, width))
+  result.set_shape([height, width, image.shape[-1]])
+  return result

@@ -1,0 +1,318 @@
+"""The command-line flags of the scripts, defined once, in groups.
+
+TF-Slim's flag names and defaults are kept so that existing commands run
+unchanged. Closed choices are enums listing their valid values; numeric flags
+have validators, so a bad value stops the script (exit status 2) with a message
+naming the flag before anything is written. Scripts call the `define_*`
+groups they need at import, read `FLAGS` only in `main()`, and hand plain
+values to the library:
+
+  from slimkit import flags as slim_flags
+  slim_flags.define_dataset_flags(split_name='train')
+  ...
+  if __name__ == '__main__':
+    app.run(main, flags_parser=slim_flags.parse_flags)
+
+Two TF 1 flags are accepted for old commands but do nothing; `obsolete_flag_
+warnings()` says what replaces them (`--master`, `--quantize_delay`,
+`--quantize`).
+"""
+
+import sys
+
+from absl import flags
+
+from slimkit.datasets import dataset_factory
+from slimkit.deployment import optimization
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import preprocessing_factory
+
+FLAGS = flags.FLAGS
+
+# What replaces each TF 1 flag that has no meaning on TF 2: flag -> (value
+# that means "unused", explanation).
+OBSOLETE = {
+    'master': ('', 'TF 1 session targets are gone; clones and workers are set '
+               'with --num_clones (tf.distribute); --master is ignored.'),
+    'quantize_delay': (-1, 'TF 1 graph-rewrite quantization is gone; quantize '
+                       'the trained model when exporting it (TFLite converter)'
+                       '; --quantize_delay is ignored.'),
+    'quantize': (False, 'TF 1 graph-rewrite quantization is gone; evaluate the '
+                 'float model, and quantize when exporting it (TFLite '
+                 'converter); --quantize is ignored.'),
+}
+
+
+def _register_validator(name, check, message):
+  flags.register_validator(name, check, message=f'--{name} {message}')
+
+
+def _preprocessing_names():
+  # Styles and model names: a model name means that model's default style.
+  return sorted(set(preprocessing_factory.list_preprocessing()) |
+                set(nets_factory.list_networks()))
+
+
+def define_model_flags(image_size_flag):
+  """Defines `--model_name`, `--preprocessing_name` and the image size flag.
+
+  Args:
+    image_size_flag: 'train_image_size' or 'eval_image_size'.
+  """
+  flags.DEFINE_enum('model_name', 'inception_v3', nets_factory.list_networks(),
+                    'The name of the architecture.')
+  flags.DEFINE_enum('preprocessing_name', None, _preprocessing_names(),
+                    'The preprocessing style (or a model name, meaning its '
+                    'style); default: the one of --model_name.')
+  flags.DEFINE_integer(image_size_flag, None,
+                       'Height and width of the input images; default: the '
+                       'net\'s default image size.', lower_bound=1)
+  flags.DEFINE_bool('use_grayscale', False,
+                    'Convert the images to grayscale (1 channel).')
+
+
+def define_dataset_flags(split_name='train'):
+  """Defines the dataset group.
+
+  Args:
+    split_name: The default of `--dataset_split_name` ('train' for training,
+      'test' for evaluation, as in TF-Slim).
+  """
+  flags.DEFINE_enum('dataset_name', 'imagenet',
+                    dataset_factory.list_datasets(),
+                    'The name of the dataset to load.')
+  flags.DEFINE_string('dataset_split_name', split_name,
+                      'The name of the split to read.')
+  flags.DEFINE_string('dataset_dir', None,
+                      'The directory holding the dataset\'s TFRecord files.')
+  flags.DEFINE_integer('labels_offset', 0,
+                       'Subtracted from every label; 1 drops ImageNet\'s '
+                       'background class for nets trained without one.',
+                       lower_bound=0)
+  flags.DEFINE_integer('num_preprocessing_threads', 4,
+                       'Images preprocessed in parallel.', lower_bound=1)
+
+
+def define_deployment_flags():
+  """Defines clones, workers and parameter servers (TF-Slim's names)."""
+  flags.DEFINE_integer('num_clones', 1, 'Model clones to deploy (replicas '
+                       'on this machine, one per GPU).', lower_bound=1)
+  flags.DEFINE_bool('clone_on_cpu', False,
+                    'Run the clones on the CPU, split into --num_clones '
+                    'logical devices.')
+  flags.DEFINE_integer('worker_replicas', 1, 'Number of worker replicas.',
+                       lower_bound=1)
+  flags.DEFINE_integer('num_ps_tasks', 0, 'Number of parameter servers; 0 '
+                       'keeps the variables on this worker.', lower_bound=0)
+  flags.DEFINE_integer('task', 0, 'Task id of this worker.', lower_bound=0)
+  flags.DEFINE_bool('sync_replicas', False,
+                    'Aggregate the updates of several workers synchronously.')
+  flags.DEFINE_integer('replicas_to_aggregate', 1,
+                       'Workers to aggregate per update with --sync_replicas.',
+                       lower_bound=1)
+  flags.DEFINE_string('master', '', 'TF 1 session target; ignored on TF 2.')
+
+
+def define_input_flags(batch_size):
+  """Defines `--batch_size` (per clone) and `--num_readers`.
+
+  Args:
+    batch_size: The default batch size (32 for training, 100 for evaluation).
+  """
+  flags.DEFINE_integer('batch_size', batch_size,
+                       'Images per batch (per clone in training).',
+                       lower_bound=1)
+  flags.DEFINE_integer('num_readers', 4, 'Files read in parallel.',
+                       lower_bound=1)
+
+
+def define_optimizer_flags():
+  """Defines `--optimizer`, its hyper-parameters and `--weight_decay`."""
+  flags.DEFINE_float('weight_decay', 0.00004,
+                     'L2 weight decay: weight_decay * sum(w ** 2) / 2 per '
+                     'weight tensor.', lower_bound=0.0)
+  flags.DEFINE_enum('optimizer', 'rmsprop', optimization.list_optimizers(),
+                    'The optimizer.')
+  defaults = optimization.OptimizerHParams()
+  help_text = {
+      'opt_epsilon': 'Epsilon of adadelta, adam and rmsprop.',
+      'adadelta_rho': 'Decay rate of adadelta.',
+      'adagrad_initial_accumulator_value': 'Initial accumulator of adagrad.',
+      'adam_beta1': 'Decay rate of adam\'s first moment.',
+      'adam_beta2': 'Decay rate of adam\'s second moment.',
+      'ftrl_learning_rate_power': 'Learning-rate power of ftrl.',
+      'ftrl_initial_accumulator_value': 'Initial accumulator of ftrl.',
+      'ftrl_l1': 'L1 regularization strength of ftrl.',
+      'ftrl_l2': 'L2 regularization strength of ftrl.',
+      'momentum': 'Momentum of the momentum optimizer.',
+      'rmsprop_momentum': 'Momentum of rmsprop.',
+      'rmsprop_decay': 'Decay of rmsprop\'s mean square.',
+  }
+  for name, text in help_text.items():
+    flags.DEFINE_float(name, getattr(defaults, name), text)
+  _register_validator('opt_epsilon', lambda v: v > 0, 'must be > 0')
+
+
+def optimizer_hparams(values):
+  """Collects the optimizer flags of `values` (e.g. FLAGS) into hparams."""
+  return optimization.OptimizerHParams(**{
+      f.name: getattr(values, f.name)
+      for f in optimization.OptimizerHParams.__dataclass_fields__.values()})
+
+
+def define_learning_rate_flags():
+  """Defines the learning rate and its schedule."""
+  flags.DEFINE_enum('learning_rate_decay_type', 'exponential',
+                    optimization.list_schedules(),
+                    'How the learning rate decays.')
+  flags.DEFINE_float('learning_rate', 0.01, 'Initial learning rate.')
+  flags.DEFINE_float('end_learning_rate', 0.0001,
+                     'Final learning rate of the polynomial decay.',
+                     lower_bound=0.0)
+  flags.DEFINE_float('label_smoothing', 0.0, 'Label smoothing.',
+                     lower_bound=0.0, upper_bound=1.0)
+  flags.DEFINE_float('learning_rate_decay_factor', 0.94,
+                     'Learning-rate decay factor.', lower_bound=0.0)
+  flags.DEFINE_float('num_epochs_per_decay', 2.0,
+                     'Epochs between two learning-rate decays.')
+  flags.DEFINE_float('moving_average_decay', None,
+                     'Decay of the moving average of the weights; None: no '
+                     'moving average.')
+  _register_validator('learning_rate', lambda v: v > 0, 'must be > 0')
+  _register_validator('num_epochs_per_decay', lambda v: v > 0, 'must be > 0')
+
+
+def define_moving_average_flag():
+  """Defines `--moving_average_decay` alone (evaluation)."""
+  flags.DEFINE_float('moving_average_decay', None,
+                     'Evaluate the moving averages of the weights saved with '
+                     'this decay; None: the weights themselves.')
+
+
+def _valid_decay(value):
+  return value is None or 0.0 < value < 1.0
+
+
+def define_fine_tuning_flags():
+  """Defines the checkpoint a fresh run starts from and what it trains."""
+  flags.DEFINE_string('checkpoint_path', None,
+                      'A checkpoint (file or directory) to initialise a '
+                      'fresh run from.')
+  flags.DEFINE_string('checkpoint_exclude_scopes', None,
+                      'Comma-separated variable scopes not to restore from '
+                      '--checkpoint_path.')
+  flags.DEFINE_string('trainable_scopes', None,
+                      'Comma-separated variable scopes to train; default: all.')
+  flags.DEFINE_bool('ignore_missing_vars', False,
+                    'Skip variables that --checkpoint_path lacks.')
+
+
+def define_training_flags():
+  """Defines the run's directory, length, logging and saving."""
+  flags.DEFINE_string('train_dir', '/tmp/tfmodel/',
+                      'Where checkpoints and event logs are written.')
+  flags.DEFINE_integer('max_number_of_steps', None,
+                       'The global step to stop at (counted across restarts); '
+                       'default: train until interrupted.', lower_bound=1)
+  flags.DEFINE_integer('log_every_n_steps', 10,
+                       'Steps between log lines.', lower_bound=1)
+  flags.DEFINE_integer('save_summaries_secs', 600,
+                       'Seconds between TensorBoard summaries.', lower_bound=0)
+  flags.DEFINE_integer('save_interval_secs', 600,
+                       'Seconds between checkpoints.', lower_bound=0)
+  flags.DEFINE_integer('quantize_delay', -1,
+                       'TF 1 quantization-aware training; ignored on TF 2.')
+
+
+def define_train_flags():
+  """Defines every flag of `train_image_classifier.py`."""
+  define_training_flags()
+  define_deployment_flags()
+  define_input_flags(batch_size=32)
+  define_optimizer_flags()
+  define_learning_rate_flags()
+  define_dataset_flags(split_name='train')
+  define_model_flags('train_image_size')
+  define_fine_tuning_flags()
+  _register_validator('moving_average_decay', _valid_decay,
+                      'must be in (0, 1)')
+
+
+def define_eval_flags():
+  """Defines every flag of `eval_image_classifier.py`."""
+  flags.DEFINE_integer('batch_size', 100, 'Images per batch.', lower_bound=1)
+  flags.DEFINE_integer('max_num_batches', None,
+                       'Evaluate at most this many batches; default: the '
+                       'whole split.', lower_bound=1)
+  flags.DEFINE_string('checkpoint_path', '/tmp/tfmodel/',
+                      'A checkpoint, or a directory whose newest checkpoint '
+                      'is evaluated (or, with --eval_interval_secs, watched).')
+  flags.DEFINE_string('eval_dir', '/tmp/tfmodel/',
+                      'Where the evaluation summaries are written.')
+  define_dataset_flags(split_name='test')
+  define_model_flags('eval_image_size')
+  define_moving_average_flag()
+  _register_validator('moving_average_decay', _valid_decay,
+                      'must be in (0, 1)')
+  flags.DEFINE_bool('quantize', False,
+                    'TF 1 quantized evaluation; ignored on TF 2.')
+  flags.DEFINE_integer('eval_interval_secs', None,
+                       'Watch mode: evaluate each new checkpoint in the '
+                       '--checkpoint_path directory, at most once per this '
+                       'many seconds; default: evaluate once.', lower_bound=0)
+  flags.DEFINE_integer('eval_timeout_secs', None,
+                       'Watch mode: stop after this many seconds without a '
+                       'new checkpoint; default: wait forever.', lower_bound=0)
+  flags.DEFINE_integer('max_number_of_evaluations', None,
+                       'Watch mode: stop after this many evaluations.',
+                       lower_bound=1)
+
+
+def split_scopes(value):
+  """Splits a comma-separated scope list flag into a tuple (None -> ())."""
+  if not value:
+    return ()
+  return tuple(s.strip() for s in value.split(',') if s.strip())
+
+
+def obsolete_flag_warnings(values):
+  """Returns one warning line per obsolete TF 1 flag set to a used value."""
+  warnings = []
+  for name, (unused, replacement) in OBSOLETE.items():
+    if name in values and getattr(values, name) != unused:
+      warnings.append(f'--{name}={getattr(values, name)}: {replacement}')
+  return warnings
+
+
+def parse_flags(argv):
+  """absl's `flags_parser` that exits with status 2 on a bad flag.
+
+  absl exits with status 1 on flag errors; status 2 is the usual one for
+  usage errors (argparse's), which tells a bad command line apart from a
+  failed run.
+  """
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.stderr.write(f'{argv[0]}: error: {e}\n'
+                     'Pass --helpfull to see all flags.\n')
+    sys.exit(2)
+
+
+def fail(message, status=2):
+  """Stops a script with `message` on stderr (before anything is written)."""
+  sys.stderr.write(f'{sys.argv[0]}: error: {message}\n')
+  sys.exit(status)
+
+
+def write_flagfile(path, module_name=__name__):
+  """Writes the resolved flags of this module to `path`, for `--flagfile`.
+
+  Args:
+    path: The file to write (e.g. `train_dir/flags.txt`).
+    module_name: The module whose flags are written.
+  """
+  lines = sorted(f.serialize() for f in FLAGS.get_flags_for_module(module_name)
+                 if f.value is not None)
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')

@@ -1,0 +1,43 @@
+"""Executes the walkthrough notebook headless, as a user would run it."""
+
+import os
+
+import pytest
+
+nbformat = pytest.importorskip('nbformat')
+nbclient = pytest.importorskip('nbclient')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK = os.path.join(ROOT, 'notebooks', 'slimkit_walkthrough.ipynb')
+
+
+def _outputs(notebook):
+  text = []
+  for cell in notebook.cells:
+    for output in cell.get('outputs', []):
+      text.append(output.get('text', ''))
+      text.append(str(output.get('data', {}).get('text/plain', '')))
+  return '\n'.join(text)
+
+
+def test_walkthrough_runs_offline_from_the_notebooks_folder(tmp_path,
+                                                          monkeypatch):
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  client = nbclient.NotebookClient(
+      notebook, timeout=300, kernel_name='python3',
+      # From notebooks/, as someone who opened it in Jupyter from a clone.
+      resources={'metadata': {'path': os.path.dirname(NOTEBOOK)}})
+  # The kernel inherits the environment: its temporary files go to tmp_path.
+  monkeypatch.setenv('TMPDIR', str(tmp_path))
+  monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '2')
+  client.execute()
+
+  text = _outputs(notebook)
+  assert 'Restored 8 variables' in text
+  accuracy = float(text.split('test accuracy: ')[1].split()[0])
+  assert accuracy > 0.5  # Trained, not chance (0.1).
+  assert 'LeNet/fc4/weights: checkpoint [1024, 10], net [1024, 2]' in text
+  assert 'excluded 2' in text
+  assert 'fc3 unchanged: True' in text
+  assert 'No checkpoint at /tmp/checkpoints/inception_v3.ckpt' in text
+

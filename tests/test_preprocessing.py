@@ -1,0 +1,221 @@
+"""Numeric properties of every preprocessing style in both modes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import inception_preprocessing
+from slimkit.preprocessing import preprocessing_factory
+from slimkit.preprocessing import vgg_preprocessing
+
+STYLES = ('inception', 'vgg', 'cifarnet', 'lenet', 'alexnet')
+# Output and input sizes per style; vgg scales the shorter side to >= 256.
+SIZES = {'inception': (40, 48, 56), 'vgg': (32, 40, 60), 'cifarnet': (32, 32,
+         32), 'lenet': (28, 28, 32), 'alexnet': (36, 36, 32)}
+
+
+def _random_image(height, width, channels=3, seed=0):
+  rng = np.random.RandomState(seed)
+  return tf.constant(rng.randint(0, 256, (height, width, channels)), tf.uint8)
+
+
+def _check_range(style, out):
+  out = out.numpy()
+  if style == 'inception':
+    assert out.min() >= -1.0 and out.max() <= 1.0
+  elif style == 'lenet':
+    assert out.min() >= -1.0 and out.max() < 1.0
+  elif style == 'vgg':
+    # 0-255 pixels minus the RGB means (a random scale may overshoot a bit).
+    assert out.min() >= -124.0 and out.max() <= 152.0
+  else:  # per-image standardization
+    assert abs(out.mean()) < 1e-3
+    assert abs(out.std() - 1.0) < 1e-2
+
+
+def test_styles_are_registered():
+  assert preprocessing_factory.list_preprocessing() == sorted(STYLES)
+
+
+@pytest.mark.parametrize('is_training', [False, True])
+@pytest.mark.parametrize('style', STYLES)
+def test_shape_dtype_range(style, is_training):
+  out_h, out_w, in_size = SIZES[style]
+  preprocess = preprocessing_factory.get_preprocessing(style, is_training)
+  image = _random_image(in_size, in_size + 8)
+  if style in ('cifarnet', 'lenet'):  # crop-or-pad styles at their own size
+    image = _random_image(in_size, in_size)
+  out = preprocess(image, out_h, out_w)
+  assert out.shape == (out_h, out_w, 3)
+  assert out.dtype == tf.float32
+  _check_range(style, out)
+  again = preprocess(image, out_h, out_w)
+  if not is_training or style in ('lenet', 'alexnet'):
+    np.testing.assert_array_equal(out.numpy(), again.numpy())  # deterministic
+  else:
+    assert not np.array_equal(out.numpy(), again.numpy())  # augmented
+
+
+@pytest.mark.parametrize('is_training', [False, True])
+@pytest.mark.parametrize('style', STYLES)
+def test_grayscale_and_one_channel_inputs(style, is_training):
+  out_h, out_w, in_size = SIZES[style]
+  gray = preprocessing_factory.get_preprocessing(style, is_training,
+                                                 use_grayscale=True)
+  assert gray(_random_image(in_size, in_size), out_h, out_w).shape == (
+      out_h, out_w, 1)
+  # A 1-channel image (MNIST) works in every style, with or without the flag.
+  one = _random_image(in_size, in_size, channels=1)
+  for fn in (gray, preprocessing_factory.get_preprocessing(style,
+                                                           is_training)):
+    out = fn(one, out_h, out_w)
+    assert out.shape == (out_h, out_w, 1)
+    _check_range(style, out)
+
+
+def test_model_names_use_the_nets_registry_style():
+  for name in nets_factory.list_networks():
+    expected = nets_factory.get_entry(name).preprocessing_name
+    assert preprocessing_factory.get_preprocessing(name).style.name == expected
+  assert preprocessing_factory.get_preprocessing('resnet_v1_50').style.name == (
+      'vgg')
+  assert preprocessing_factory.get_preprocessing('alexnet_v2').style.name == (
+      'alexnet')
+
+
+def test_unknown_name_lists_valid_ones():
+  with pytest.raises(ValueError) as raised:
+    preprocessing_factory.get_preprocessing('incepton')
+  message = str(raised.value)
+  assert "'incepton'" in message and 'inception' in message
+  for style in STYLES:
+    assert style in message
+
+
+def test_lenet_values():
+  image = tf.fill([28, 28, 1], tf.constant(192, tf.uint8))
+  out = preprocessing_factory.get_preprocessing('lenet')(image, 32, 30)
+  assert out.shape == (32, 30, 1)
+  assert float(out[16, 15, 0]) == (192 - 128) / 128  # inside: the pixel
+  assert float(out[0, 15, 0]) == -1.0  # padding: zero pixels
+
+
+def test_inception_eval_of_a_constant_image():
+  image = tf.fill([50, 70, 3], tf.constant(51, tf.uint8))
+  out = preprocessing_factory.get_preprocessing('inception')(image, 20, 30)
+  np.testing.assert_allclose(out.numpy(), 2 * 51 / 255 - 1, atol=1e-6)
+
+
+def test_inception_central_crop_keeps_the_centre():
+  # A bright frame 1/16 of each side wide lies outside a 0.875 central crop.
+  image = np.zeros([64, 64, 3], np.uint8)
+  image[:4], image[-4:], image[:, :4], image[:, -4:] = 255, 255, 255, 255
+  out = preprocessing_factory.get_preprocessing('inception')(
+      tf.constant(image), 56, 56)
+  np.testing.assert_allclose(out.numpy(), -1.0)
+
+
+def test_inception_encoded_path_matches_decoded_path():
+  image = _random_image(45, 61).numpy()
+  image = tf.image.resize(image[None], [45, 61])[0]  # any JPEG will do
+  encoded = tf.io.encode_jpeg(tf.cast(image, tf.uint8), quality=90)
+  for fmt_encoded in (encoded, tf.io.encode_png(tf.cast(image, tf.uint8))):
+    preprocess = preprocessing_factory.get_preprocessing('inception')
+    decoded = tf.io.decode_image(fmt_encoded, channels=3)
+    fused = preprocess.from_encoded(fmt_encoded, 24, 24).numpy()
+    plain = preprocess(decoded, 24, 24).numpy()
+    # libjpeg upsamples chroma differently at a crop window's edge: a few
+    # border pixels may differ slightly, the rest is identical.
+    assert np.mean(fused == plain) > 0.9
+    np.testing.assert_allclose(fused, plain, atol=0.15)
+  train = preprocessing_factory.get_preprocessing('inception', True)
+  box = tf.constant([[0.0, 0.0, 0.5, 0.5]])
+  out = train.from_encoded(encoded, 24, 24, bbox=box)
+  assert out.shape == (24, 24, 3)
+
+
+def test_inception_training_crop_follows_the_boxes():
+  # Only the box (top-left 20%) is bright; a crop covers 10% of it (a strip
+  # at least 2 pixels wide), so every sampled crop shows some of it. Output
+  # pixels are spaced < 1 input pixel apart, so the resize cannot miss it.
+  image = np.zeros([100, 100, 3], np.uint8)
+  image[:20, :20] = 255
+  preprocess = preprocessing_factory.get_preprocessing('inception', True)
+  box = tf.constant([[0.0, 0.0, 0.2, 0.2]])
+  for _ in range(10):
+    out = preprocess(tf.constant(image), 128, 128, bbox=box).numpy()
+    assert out.max() > 0.5  # black stays below -0.74 after distortion
+  # No boxes (empty or None) means the whole image: still valid outputs.
+  for bbox in (None, tf.zeros([0, 4])):
+    assert preprocess(tf.constant(image), 16, 16, bbox=bbox).shape == (
+        16, 16, 3)
+
+
+def test_fast_saturation_equals_tensorflows():
+  rng = np.random.RandomState(3)
+  # Brightness runs first and does not clip: inputs may leave [0, 1].
+  image = tf.constant(rng.uniform(-0.1, 1.1, (20, 24, 3)), tf.float32)
+  image = tf.concat([image, tf.zeros([1, 24, 3]), tf.fill([1, 24, 3], .5)], 0)
+  for factor in (0.5, 1.0, 1.3, 1.5):
+    np.testing.assert_allclose(
+        inception_preprocessing.adjust_saturation(image, factor).numpy(),
+        tf.image.adjust_saturation(image, factor).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize('max_value', [1.0, 255.0])
+def test_fused_fast_distortion_equals_the_op_sequence(max_value):
+  rng = np.random.RandomState(4)
+  image = tf.constant(rng.uniform(0, max_value, (16, 12, 3)), tf.float32)
+  for delta, factor in ((0.1, 1.4), (-0.12, 0.6), (0.05, 1.0)):
+    for brightness_first in (True, False):
+      unit = image / max_value
+      if brightness_first:
+        expected = tf.image.adjust_saturation(unit + delta, factor)
+      else:
+        expected = tf.image.adjust_saturation(unit, factor) + delta
+      expected = tf.clip_by_value(expected, 0.0, 1.0) * 2.0 - 1.0
+      fused = inception_preprocessing.distort_and_scale(
+          image, delta * max_value, factor, tf.constant(brightness_first),
+          max_value)
+      np.testing.assert_allclose(fused.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_inception_distort_color_orderings():
+  image = tf.fill([8, 8, 3], 0.5)
+  for fast_mode, count in ((True, 2), (False, 4)):
+    for ordering in range(count):
+      out = inception_preprocessing.distort_color(image, ordering, fast_mode)
+      assert 0.0 <= float(tf.reduce_min(out)) <= float(tf.reduce_max(out)) <= 1
+    with pytest.raises(ValueError, match='color_ordering'):
+      inception_preprocessing.distort_color(image, count, fast_mode)
+  slow = preprocessing_factory.get_preprocessing('inception', True)
+  for _ in range(8):  # every resize method and ordering gets drawn
+    out = slow(_random_image(30, 40), 16, 16, fast_mode=False)
+    assert out.shape == (16, 16, 3) and out.dtype == tf.float32
+    assert -1.0 <= out.numpy().min() <= out.numpy().max() <= 1.0
+
+
+def test_vgg_resize_and_means():
+  # The shorter side is scaled to exactly 256 (TF-Slim's float arithmetic
+  # could land a pixel short), keeping the aspect ratio.
+  resized = vgg_preprocessing.aspect_preserving_resize(
+      tf.zeros([375, 500, 3], tf.uint8), 256)
+  assert resized.shape == (256, 341, 3)
+  image = tf.fill([300, 400, 3], tf.constant(200, tf.uint8))
+  out = preprocessing_factory.get_preprocessing('vgg')(image, 224, 224)
+  np.testing.assert_allclose(out.numpy()[0, 0], [200 - 123.68, 200 - 116.78,
+                                                 200 - 103.94], rtol=1e-5)
+  small = preprocessing_factory.get_preprocessing('vgg', True)(
+      image, 24, 24, resize_side_min=30, resize_side_max=40)
+  assert small.shape == (24, 24, 3)
+
+
+def test_cifarnet_training_pads_and_crops():
+  # A crop of the padded image may show the zero padding: after flips and
+  # shifts the output differs from the evaluation output.
+  image = _random_image(32, 32)
+  train = preprocessing_factory.get_preprocessing('cifarnet', True)
+  outs = [train(image, 32, 32, padding=4).numpy() for _ in range(3)]
+  assert all(o.shape == (32, 32, 3) for o in outs)
+  assert not np.array_equal(outs[0], outs[1])

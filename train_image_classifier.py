@@ -1,0 +1,146 @@
+r"""Trains an image classifier on a dataset of TFRecords, with TF-Slim's flags.
+
+Usage (TF-Slim's commands run unchanged):
+
+  python3 train_image_classifier.py --train_dir=/tmp/train \
+      --dataset_name=imagenet --dataset_split_name=train \
+      --dataset_dir=/data/imagenet --model_name=inception_v3
+
+  # Four clones on four GPUs (or, with --clone_on_cpu, on the CPU):
+  python3 train_image_classifier.py --num_clones=4 --batch_size=12 ...
+
+`--batch_size` is per clone. Checkpoints `model.ckpt-<step>` and TensorBoard
+summaries go to `--train_dir`, with the resolved flags in `flags.txt` (rerun
+with `--flagfile=<train_dir>/flags.txt`). A restarted run resumes from the
+newest checkpoint; `--max_number_of_steps` counts the global step.
+"""
+
+import os
+
+from absl import app
+from absl import logging
+import tensorflow as tf
+
+from slimkit import flags as slim_flags
+from slimkit.datasets import dataset_factory
+from slimkit.datasets import input_pipeline
+from slimkit.deployment import checkpoints
+from slimkit.deployment import model_deploy
+from slimkit.deployment import optimization
+from slimkit.deployment import trainer
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import preprocessing_factory
+
+FLAGS = slim_flags.FLAGS
+slim_flags.define_train_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  for warning in slim_flags.obsolete_flag_warnings(FLAGS):
+    logging.warning(warning)
+  if not FLAGS.dataset_dir:
+    slim_flags.fail('You must supply the dataset directory with '
+                    '--dataset_dir.')
+
+  # Everything that can be refused is checked before train_dir is touched.
+  try:
+    split = dataset_factory.get_split(FLAGS.dataset_name,
+                                      FLAGS.dataset_split_name,
+                                      FLAGS.dataset_dir)
+    split.files()
+  except (ValueError, FileNotFoundError) as e:
+    slim_flags.fail(str(e))
+  if FLAGS.labels_offset >= split.num_classes:
+    slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
+                    f'of the {split.num_classes} of {split.dataset_name}.')
+  try:
+    deployment = model_deploy.DeploymentConfig(
+        num_clones=FLAGS.num_clones, clone_on_cpu=FLAGS.clone_on_cpu,
+        replica_id=FLAGS.task, num_replicas=FLAGS.worker_replicas,
+        num_ps_tasks=FLAGS.num_ps_tasks)
+    strategy = model_deploy.make_strategy(deployment)
+  except model_deploy.DeploymentError as e:
+    slim_flags.fail(str(e))
+  if FLAGS.checkpoint_path and not tf.train.latest_checkpoint(FLAGS.train_dir):
+    try:
+      checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+    except FileNotFoundError as e:
+      slim_flags.fail(f'--checkpoint_path: {e}')
+  if FLAGS.sync_replicas:
+    logging.warning('--sync_replicas has no effect with one worker; the '
+                    'clones of a step are always synchronous.')
+
+  entry = nets_factory.get_entry(FLAGS.model_name)
+  image_size = FLAGS.train_image_size or entry.default_image_size
+  num_classes = split.num_classes - FLAGS.labels_offset
+  preprocess = preprocessing_factory.get_preprocessing(
+      FLAGS.preprocessing_name or FLAGS.model_name, is_training=True,
+      use_grayscale=FLAGS.use_grayscale)
+  steps = optimization.decay_steps(
+      split.num_samples, FLAGS.num_epochs_per_decay, FLAGS.batch_size,
+      FLAGS.num_clones,
+      FLAGS.replicas_to_aggregate if FLAGS.sync_replicas else None)
+  learning_rate = optimization.build_learning_rate(
+      FLAGS.learning_rate_decay_type, FLAGS.learning_rate, decay_steps=steps,
+      decay_factor=FLAGS.learning_rate_decay_factor,
+      end_learning_rate=FLAGS.end_learning_rate)
+  hparams = slim_flags.optimizer_hparams(FLAGS)
+  optimizer_name = FLAGS.optimizer
+
+  def network_fn():
+    return nets_factory.get_network_fn(
+        FLAGS.model_name, num_classes=num_classes,
+        weight_decay=FLAGS.weight_decay, is_training=True)
+
+  def dataset_fn(input_context):
+    return input_pipeline.make_dataset(
+        split, preprocess,
+        batch_size=input_context.get_per_replica_batch_size(
+            FLAGS.batch_size * input_context.num_replicas_in_sync),
+        is_training=True, image_size=image_size,
+        num_readers=FLAGS.num_readers,
+        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale,
+        input_context=input_context)
+
+  options = trainer.TrainOptions(
+      train_dir=FLAGS.train_dir, batch_size=FLAGS.batch_size,
+      max_number_of_steps=FLAGS.max_number_of_steps,
+      log_every_n_steps=FLAGS.log_every_n_steps,
+      save_summaries_secs=FLAGS.save_summaries_secs,
+      save_interval_secs=FLAGS.save_interval_secs,
+      label_smoothing=FLAGS.label_smoothing,
+      moving_average_decay=FLAGS.moving_average_decay,
+      trainable_scopes=slim_flags.split_scopes(FLAGS.trainable_scopes),
+      checkpoint_path=FLAGS.checkpoint_path,
+      checkpoint_exclude_scopes=slim_flags.split_scopes(
+          FLAGS.checkpoint_exclude_scopes),
+      ignore_missing_vars=FLAGS.ignore_missing_vars)
+
+  os.makedirs(FLAGS.train_dir, exist_ok=True)
+  slim_flags.write_flagfile(os.path.join(FLAGS.train_dir, 'flags.txt'))
+  try:
+    result = trainer.train(
+        strategy=strategy, network_fn=network_fn, dataset_fn=dataset_fn,
+        optimizer_fn=lambda lr: optimization.build_optimizer(
+            optimizer_name, lr, hparams),
+        learning_rate=learning_rate, options=options)
+  except trainer.NonFiniteLossError as e:
+    slim_flags.fail(str(e), status=1)
+  except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+    explained = input_pipeline.explain_input_error(split, e)
+    if explained is e:
+      raise
+    slim_flags.fail(str(explained), status=1)
+  except (ValueError, FileNotFoundError) as e:
+    # Bad --checkpoint_path or --trainable_scopes: named in the message.
+    slim_flags.fail(str(e), status=1)
+  logging.info('Finished at global step %d; checkpoint %s. Watch with: '
+               'tensorboard --logdir %s', result.global_step,
+               result.checkpoint, FLAGS.train_dir)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=slim_flags.parse_flags)
