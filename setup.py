@@ -46,6 +46,14 @@ setuptools.setup(
         'absl-py',
         'tensorboard',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={
+        'test': [
+            'pytest',
+            # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write them).
+            'pillow',
+            # Execute notebooks/ headless, as a reader would run them.
+            'nbclient', 'nbformat', 'ipykernel',
+        ],
+    },
     license='Apache-2.0',
 )
