@@ -1,0 +1,174 @@
+r"""Prints a net's parameters, variables, multiply-adds and end points.
+
+The net is built by tracing it once at batch 1 (no forward computation runs),
+so even the largest nets are summarized in seconds.
+
+Usage:
+
+  python print_model.py --model_name=mobilenet_v1
+  python print_model.py --model_name=resnet_v1_50 --num_classes=10 \
+      --image_size=96
+"""
+
+import inspect
+import math
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from slimkit.nets import nets_factory
+
+flags.DEFINE_string('model_name', 'inception_v3',
+                    'The registered name of the net to summarize.')
+flags.DEFINE_integer(
+    'num_classes', None,
+    'Number of classes of the logits layer; 0 for the pre-logits features. '
+    'Defaults to 10 for nets made for 10-class datasets (cifarnet, lenet) and '
+    'to 1001 (ImageNet with a background class) for the others.')
+flags.DEFINE_integer('image_size', None,
+                     'Height and width of the input; defaults to the net\'s '
+                     'default_image_size.')
+flags.DEFINE_integer('channels', None,
+                     'Channels of the input images; defaults to 1 for nets '
+                     'with LeNet preprocessing (grayscale digits), else 3.')
+
+FLAGS = flags.FLAGS
+
+_IMAGENET_CLASSES = 1001
+
+
+def default_num_classes(model_name):
+  """Returns the class count TF-Slim's parameter table uses for `model_name`.
+
+  Nets whose builder defaults to fewer than 1000 classes (cifarnet, lenet)
+  were made for 10-class datasets; the others count ImageNet's 1001.
+
+  Raises:
+    ValueError: for an unknown name (with close matches).
+  """
+  entry = nets_factory.get_entry(model_name)
+  default = inspect.signature(entry.builder).parameters.get('num_classes')
+  if default is not None and isinstance(default.default, int) and (
+      0 < default.default < 1000):
+    return default.default
+  return _IMAGENET_CLASSES
+
+
+def default_channels(model_name):
+  """Returns 1 for nets fed grayscale digits (LeNet preprocessing), else 3."""
+  entry = nets_factory.get_entry(model_name)
+  return 1 if entry.preprocessing_name == 'lenet' else 3
+
+
+def count_multiply_adds(graph):
+  """Counts the multiply-adds of the convolutions and matmuls in `graph`.
+
+  Only these ops are counted, as TF's profiler and TF-Slim's published
+  tables do (batch norm, activations, pooling and additions are ignored).
+  Shapes must be static.
+
+  Args:
+    graph: A `tf.Graph`, e.g. a concrete function's graph traced at batch 1.
+
+  Returns:
+    The number of multiply-adds, an int.
+  """
+  total = 0
+  for op in graph.get_operations():
+    if op.type == 'Conv2D':
+      kh, kw, cin, _ = op.inputs[1].shape.as_list()
+      total += op.outputs[0].shape.num_elements() * kh * kw * cin
+    elif op.type == 'DepthwiseConv2dNative':
+      kh, kw, _, _ = op.inputs[1].shape.as_list()
+      total += op.outputs[0].shape.num_elements() * kh * kw
+    elif op.type in ('MatMul', 'BatchMatMulV2', 'BatchMatMulV3'):
+      a_shape = op.inputs[0].shape.as_list()
+      transpose = op.get_attr('transpose_a' if op.type == 'MatMul' else 'adj_x')
+      inner = a_shape[-2] if transpose else a_shape[-1]
+      total += op.outputs[0].shape.num_elements() * inner
+  return total
+
+
+def summarize(model_name, num_classes=None, image_size=None, channels=None,
+              **options):
+  """Builds `model_name` by tracing and describes it.
+
+  Args:
+    model_name: A registered net name.
+    num_classes: Classes of the logits; None for `default_num_classes`.
+    image_size: Input height and width; None for the net's default.
+    channels: Input channels; None for `default_channels`.
+    **options: Passed to the net's builder.
+
+  Returns:
+    A dict with `model_name`, `num_classes`, `image_size`,
+    `channels`, `trainable_parameters`, `total_parameters` (including batch-norm
+    statistics), `num_variables`, `num_trainable_variables`,
+    `multiply_adds` (per image) and `end_points` (a list of
+    `(name, shape)` pairs in the net's order).
+
+  Raises:
+    ValueError: for an unknown name (with close matches).
+  """
+  entry = nets_factory.get_entry(model_name)
+  if num_classes is None:
+    num_classes = default_num_classes(model_name)
+  if image_size is None:
+    image_size = entry.default_image_size
+  if channels is None:
+    channels = default_channels(model_name)
+  net = nets_factory.get_network_fn(model_name, num_classes, **options)
+  concrete = tf.function(net).get_concrete_function(
+      tf.TensorSpec([1, image_size, image_size, channels], tf.float32))
+  _, end_points = concrete.structured_outputs
+
+  def size(variables):
+    return sum(math.prod(v.shape) for v in variables)
+
+  return {
+      'model_name': model_name,
+      'num_classes': num_classes,
+      'image_size': image_size,
+      'channels': channels,
+      'trainable_parameters': size(net.trainable_weights),
+      'total_parameters': size(net.weights),
+      'num_variables': len(net.weights),
+      'num_trainable_variables': len(net.trainable_weights),
+      'multiply_adds': count_multiply_adds(concrete.graph),
+      'end_points': [(k, v.shape.as_list()) for k, v in end_points.items()],
+  }
+
+
+def format_summary(summary):
+  """Returns the text `print_model.py` prints for a `summarize` result."""
+  lines = [
+      f"{summary['model_name']}: {summary['num_classes']} classes, "
+      f"{summary['image_size']}x{summary['image_size']}x{summary['channels']} "
+      'input',
+      f"trainable parameters: {summary['trainable_parameters']:,}",
+      f"all parameters: {summary['total_parameters']:,} "
+      '(with batch-norm statistics)',
+      f"variables: {summary['num_variables']} "
+      f"({summary['num_trainable_variables']} trainable)",
+      f"multiply-adds: {summary['multiply_adds']:,} "
+      f"({summary['multiply_adds'] / 1e9:.2f} G per image)",
+      'end points:',
+  ]
+  width = max((len(k) for k, _ in summary['end_points']), default=0)
+  lines += [f'  {k:<{width}}  {shape}' for k, shape in summary['end_points']]
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.model_name not in nets_factory.NETWORKS:
+    raise app.UsageError(
+        nets_factory.NETWORKS.unknown_message(FLAGS.model_name))
+  print(format_summary(summarize(FLAGS.model_name, FLAGS.num_classes,
+                                 FLAGS.image_size, FLAGS.channels)))
+
+
+if __name__ == '__main__':
+  app.run(main)
