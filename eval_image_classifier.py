@@ -45,8 +45,10 @@ def main(argv):
                                       FLAGS.dataset_split_name,
                                       FLAGS.dataset_dir)
     split.files()
-  except (ValueError, FileNotFoundError) as e:
-    slim_flags.fail(str(e))
+  except FileNotFoundError as e:
+    slim_flags.fail(f'--dataset_dir={FLAGS.dataset_dir}: {e}')
+  except ValueError as e:
+    slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
   if FLAGS.labels_offset >= split.num_classes:
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
@@ -72,16 +74,24 @@ def main(argv):
                                        num_classes=num_classes,
                                        is_training=False)
 
+  # Counts the records --skip_corrupt_records drops.
+  skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
+             if FLAGS.skip_corrupt_records else None)
+  skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
+                  if skipped is not None else {})
+
   def dataset_fn():
     return input_pipeline.make_dataset(
-        split, preprocess, batch_size=FLAGS.batch_size, is_training=False,
+        split, preprocess, **skip_options,
+        batch_size=FLAGS.batch_size, is_training=False,
         image_size=image_size,
         num_preprocessing_threads=FLAGS.num_preprocessing_threads,
         labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
 
   options = evaluator.EvalOptions(
       eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
-      moving_average_decay=FLAGS.moving_average_decay)
+      moving_average_decay=FLAGS.moving_average_decay,
+      skipped_records=skipped)
   try:
     if watching:
       results = evaluator.watch(
@@ -99,12 +109,14 @@ def main(argv):
     if explained is e:
       raise
     slim_flags.fail(str(explained), status=1)
-  except ValueError as e:
+  except (ValueError, evaluator.UnreadableCheckpointError) as e:
     slim_flags.fail(str(e), status=1)
   for metrics in results:
+    skipped_text = (f', {metrics["skipped_records"]} corrupt records skipped'
+                    if 'skipped_records' in metrics else '')
     print(f'global step {metrics["global_step"]}: '
           f'{evaluator.format_metrics(metrics)} '
-          f'({metrics["num_examples"]} examples)', flush=True)
+          f'({metrics["num_examples"]} examples{skipped_text})', flush=True)
   print(f'Summaries in {FLAGS.eval_dir}: tensorboard --logdir {FLAGS.eval_dir}',
         flush=True)
 

@@ -9,12 +9,18 @@ Usage (TF-Slim's commands run unchanged):
   # Four clones on four GPUs (or, with --clone_on_cpu, on the CPU):
   python3 train_image_classifier.py --num_clones=4 --batch_size=12 ...
 
+  # Two machines, synchronous (the same command on each, --task=0 and 1):
+  python3 train_image_classifier.py --worker_hosts=h0:2222,h1:2222 --task=0 ...
+
+  # Parameter servers (asynchronous): see docs/distributed.md.
+
 `--batch_size` is per clone. Checkpoints `model.ckpt-<step>` and TensorBoard
 summaries go to `--train_dir`, with the resolved flags in `flags.txt` (rerun
 with `--flagfile=<train_dir>/flags.txt`). A restarted run resumes from the
 newest checkpoint; `--max_number_of_steps` counts the global step.
 """
 
+import dataclasses
 import os
 
 from absl import app
@@ -24,7 +30,9 @@ import tensorflow as tf
 from slimkit import flags as slim_flags
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
+from slimkit.datasets import synthetic
 from slimkit.deployment import checkpoints
+from slimkit.deployment import cluster as cluster_lib
 from slimkit.deployment import model_deploy
 from slimkit.deployment import optimization
 from slimkit.deployment import trainer
@@ -40,9 +48,38 @@ def main(argv):
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   for warning in slim_flags.obsolete_flag_warnings(FLAGS):
     logging.warning(warning)
-  if not FLAGS.dataset_dir:
+  try:
+    cluster = cluster_lib.resolve(
+        worker_hosts=FLAGS.worker_hosts, ps_hosts=FLAGS.ps_hosts,
+        job_name=FLAGS.job_name, task=FLAGS.task,
+        worker_replicas=FLAGS.worker_replicas, num_ps_tasks=FLAGS.num_ps_tasks)
+  except cluster_lib.ClusterError as e:
+    slim_flags.fail(str(e))
+  if FLAGS.sync_replicas and cluster.mode == cluster_lib.PARAMETER_SERVER:
+    slim_flags.fail(
+        '--sync_replicas with parameter servers: ParameterServerStrategy '
+        'trains asynchronously. For synchronous training drop --ps_hosts and '
+        '--num_ps_tasks: several workers then all-reduce their gradients '
+        'every step (MultiWorkerMirroredStrategy).')
+  if FLAGS.sync_replicas and FLAGS.replicas_to_aggregate not in (
+      1, cluster.num_workers):
+    slim_flags.fail(
+        f'--replicas_to_aggregate={FLAGS.replicas_to_aggregate}: synchronous '
+        f'training aggregates all {cluster.num_workers} worker(s) every step '
+        f'(no backup workers); use 1 or {cluster.num_workers}.')
+  if cluster.serves_only:
+    # A ps or worker task of a parameter-server cluster: the coordinator
+    # (--job_name=chief) sends it the work, reading of the data included.
+    logging.info('Serving as %s until killed.', cluster.describe())
+    cluster.serve()
+    return
+  if not FLAGS.dataset_dir and FLAGS.dataset_name != 'synthetic':
     slim_flags.fail('You must supply the dataset directory with '
                     '--dataset_dir.')
+  if FLAGS.num_classes and FLAGS.dataset_name != 'synthetic':
+    slim_flags.fail(f'--num_classes={FLAGS.num_classes} is for '
+                    '--dataset_name=synthetic; --dataset_name='
+                    f'{FLAGS.dataset_name} knows its classes.')
 
   # Everything that can be refused is checked before train_dir is touched.
   try:
@@ -50,16 +87,21 @@ def main(argv):
                                       FLAGS.dataset_split_name,
                                       FLAGS.dataset_dir)
     split.files()
-  except (ValueError, FileNotFoundError) as e:
-    slim_flags.fail(str(e))
+  except FileNotFoundError as e:
+    slim_flags.fail(f'--dataset_dir={FLAGS.dataset_dir}: {e}')
+  except ValueError as e:
+    slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
+  if synthetic.is_synthetic(split) and FLAGS.num_classes:
+    split = dataclasses.replace(split, num_classes=FLAGS.num_classes)
   if FLAGS.labels_offset >= split.num_classes:
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
   try:
     deployment = model_deploy.DeploymentConfig(
         num_clones=FLAGS.num_clones, clone_on_cpu=FLAGS.clone_on_cpu,
-        replica_id=FLAGS.task, num_replicas=FLAGS.worker_replicas,
-        num_ps_tasks=FLAGS.num_ps_tasks)
+        replica_id=cluster.worker_index, num_replicas=cluster.num_workers,
+        num_ps_tasks=cluster.num_ps, cluster=cluster,
+        collective_timeout_secs=FLAGS.collective_timeout_secs or None)
     strategy = model_deploy.make_strategy(deployment)
   except model_deploy.DeploymentError as e:
     slim_flags.fail(str(e))
@@ -68,7 +110,7 @@ def main(argv):
       checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
     except FileNotFoundError as e:
       slim_flags.fail(f'--checkpoint_path: {e}')
-  if FLAGS.sync_replicas:
+  if FLAGS.sync_replicas and cluster.mode == cluster_lib.LOCAL:
     logging.warning('--sync_replicas has no effect with one worker; the '
                     'clones of a step are always synchronous.')
 
@@ -81,6 +123,9 @@ def main(argv):
   steps = optimization.decay_steps(
       split.num_samples, FLAGS.num_epochs_per_decay, FLAGS.batch_size,
       FLAGS.num_clones,
+      # Synchronous workers each read a batch per step, as TF-Slim's
+      # --sync_replicas aggregating every worker.
+      cluster.num_workers if cluster.mode == cluster_lib.MULTI_WORKER else
       FLAGS.replicas_to_aggregate if FLAGS.sync_replicas else None)
   learning_rate = optimization.build_learning_rate(
       FLAGS.learning_rate_decay_type, FLAGS.learning_rate, decay_steps=steps,
@@ -94,9 +139,22 @@ def main(argv):
         FLAGS.model_name, num_classes=num_classes,
         weight_decay=FLAGS.weight_decay, is_training=True)
 
+  # Counts the records --skip_corrupt_records drops, for the log.
+  skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
+             if FLAGS.skip_corrupt_records else None)
+  skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
+                  if skipped is not None else {})
+
   def dataset_fn(input_context):
+    per_replica_batch = input_context.get_per_replica_batch_size(
+        FLAGS.batch_size * input_context.num_replicas_in_sync)
+    if synthetic.is_synthetic(split):  # Model speed alone: no input work.
+      return split.make_dataset(
+          batch_size=per_replica_batch, image_size=image_size,
+          channels=input_pipeline.output_channels(split, FLAGS.use_grayscale),
+          input_context=input_context)
     return input_pipeline.make_dataset(
-        split, preprocess,
+        split, preprocess, **skip_options,
         batch_size=input_context.get_per_replica_batch_size(
             FLAGS.batch_size * input_context.num_replicas_in_sync),
         is_training=True, image_size=image_size,
@@ -117,10 +175,16 @@ def main(argv):
       checkpoint_path=FLAGS.checkpoint_path,
       checkpoint_exclude_scopes=slim_flags.split_scopes(
           FLAGS.checkpoint_exclude_scopes),
-      ignore_missing_vars=FLAGS.ignore_missing_vars)
+      ignore_missing_vars=FLAGS.ignore_missing_vars,
+      skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla)
 
-  os.makedirs(FLAGS.train_dir, exist_ok=True)
-  slim_flags.write_flagfile(os.path.join(FLAGS.train_dir, 'flags.txt'))
+  if cluster.is_chief:  # The other workers leave train_dir alone.
+    try:
+      os.makedirs(FLAGS.train_dir, exist_ok=True)
+      slim_flags.write_flagfile(os.path.join(FLAGS.train_dir, 'flags.txt'))
+    except OSError as e:
+      slim_flags.fail(f'--train_dir={FLAGS.train_dir} is not writable: {e}',
+                      status=1)
   try:
     result = trainer.train(
         strategy=strategy, network_fn=network_fn, dataset_fn=dataset_fn,
@@ -128,6 +192,11 @@ def main(argv):
             optimizer_name, lr, hparams),
         learning_rate=learning_rate, options=options)
   except trainer.NonFiniteLossError as e:
+    last_good = tf.train.latest_checkpoint(FLAGS.train_dir)
+    slim_flags.fail(f'{e} The last good checkpoint is '
+                    f'{last_good or "none (no checkpoint was written)"}.',
+                    status=1)
+  except trainer.CheckpointSaveError as e:
     slim_flags.fail(str(e), status=1)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
     explained = input_pipeline.explain_input_error(split, e)
@@ -137,6 +206,12 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     # Bad --checkpoint_path or --trainable_scopes: named in the message.
     slim_flags.fail(str(e), status=1)
+  except tf.errors.OpError as e:
+    if cluster.mode == cluster_lib.LOCAL or not cluster_lib.is_peer_error(e):
+      raise
+    # A lost worker or parameter server: say which, and how to recover.
+    slim_flags.fail(cluster_lib.explain_peer_error(
+        cluster, e, FLAGS.collective_timeout_secs or None), status=1)
   logging.info('Finished at global step %d; checkpoint %s. Watch with: '
                'tensorboard --logdir %s', result.global_step,
                result.checkpoint, FLAGS.train_dir)

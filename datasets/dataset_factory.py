@@ -39,6 +39,7 @@ for _name, _module in (
     ('flowers', 'flowers'),
     ('imagenet', 'imagenet'),
     ('mnist', 'mnist'),
+    ('synthetic', 'synthetic'),  # generated input, for benchmarks
 ):
   DATASETS.register(_name, DatasetEntry(_name, _module))
 

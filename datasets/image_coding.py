@@ -12,7 +12,10 @@ decodes to 3 channels, so every converter passes each file through
   re-encoded as JPEG;
 - a file that is none of these, or does not decode completely (truncated,
   corrupt), raises `UndecodableImageError` with the reason, for the converter
-  to skip and report.
+  to skip and report;
+- an image whose header declares more than `MAX_IMAGE_PIXELS` pixels (a
+  decompression bomb: a few kilobytes that decode to gigabytes) raises
+  `ImageTooLargeError` before anything is decoded.
 
 Decoding uses TensorFlow's own codecs, the ones the input pipeline reads the
 records with, so a file accepted here also decodes at training time.
@@ -46,8 +49,17 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01, 0xD8}
 
 
+# Pillow's default decompression-bomb limit (about 89.5 M pixels, 256 MiB of
+# 24-bit pixels): far above any photo a classifier trains on.
+MAX_IMAGE_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+
+
 class UndecodableImageError(ValueError):
   """An image file that cannot be turned into an RGB image; says why."""
+
+
+class ImageTooLargeError(UndecodableImageError):
+  """An image whose header declares more pixels than the limit allows."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +126,82 @@ def jpeg_components(data):
   return None
 
 
+def _jpeg_size(data):
+  """(height, width) from a JPEG's frame header, or None."""
+  pos, size = 2, len(data)
+  while pos + 4 <= size:
+    if data[pos] != 0xFF:
+      return None
+    marker = data[pos + 1]
+    if marker == 0xFF:
+      pos += 1
+      continue
+    if marker in _STANDALONE_MARKERS:
+      pos += 2
+      continue
+    if marker == 0xDA:
+      return None
+    (length,) = struct.unpack('>H', data[pos + 2:pos + 4])
+    if marker in _SOF_MARKERS:
+      if pos + 9 > size:
+        return None
+      return struct.unpack('>HH', data[pos + 5:pos + 9])
+    pos += 2 + length
+  return None
+
+
+def header_size(data):
+  """Returns (height, width) as the file's header declares them, or None.
+
+  Reads only the header (JPEG frame header, PNG IHDR, GIF logical screen,
+  BMP info header), so it is safe on a decompression bomb.
+
+  Args:
+    data: The bytes of an image file.
+
+  Returns:
+    `(height, width)`, or None when the format is unknown or the header is cut
+    short.
+  """
+  kind = sniff_format(data)
+  if kind == 'jpeg':
+    return _jpeg_size(data)
+  if kind == 'png' and len(data) >= 24 and data[12:16] == b'IHDR':
+    width, height = struct.unpack('>II', data[16:24])
+    return height, width
+  if kind == 'gif' and len(data) >= 10:
+    width, height = struct.unpack('<HH', data[6:10])
+    return height, width
+  if kind == 'bmp' and len(data) >= 26:
+    (header_bytes,) = struct.unpack('<I', data[14:18])
+    if header_bytes == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes.
+      width, height = struct.unpack('<hh', data[18:22])
+    else:
+      width, height = struct.unpack('<ii', data[18:26])
+    return abs(height), abs(width)  # Negative height: top-down rows.
+  return None
+
+
+def check_pixel_limit(data, max_pixels=MAX_IMAGE_PIXELS):
+  """Refuses an image whose header declares more than `max_pixels` pixels.
+
+  Args:
+    data: The bytes of an image file.
+    max_pixels: The limit; None or 0 disables the check.
+
+  Raises:
+    ImageTooLargeError: naming the declared size and the limit.
+  """
+  if not max_pixels:
+    return
+  dims = header_size(data)
+  if dims and dims[0] * dims[1] > max_pixels:
+    raise ImageTooLargeError(
+        f'{sniff_format(data)} header declares {dims[1]}x{dims[0]} = '
+        f'{dims[0] * dims[1]} pixels, over the limit of {max_pixels} '
+        '(a decompression bomb?); refused without decoding')
+
+
 def _op_error_text(error):
   # TF prefixes op errors with '{{function_node ...}}' and appends
   # '[Op:DecodeImage]'; the reason is what lies between.
@@ -122,13 +210,14 @@ def _op_error_text(error):
   return text.splitlines()[0] if text else type(error).__name__
 
 
-def to_rgb_jpeg(data, quality=100):
+def to_rgb_jpeg(data, quality=100, max_pixels=MAX_IMAGE_PIXELS):
   """Returns `data` as an RGB JPEG, re-encoding only when it is not one.
 
   Args:
     data: The bytes of an image file.
     quality: JPEG quality of re-encoded images (TF-Slim used 100 for its
       CMYK and PNG fixes, keeping the loss of a second encoding small).
+    max_pixels: Images declaring more pixels are refused before decoding.
 
   Returns:
     An `RgbJpeg`.
@@ -136,6 +225,7 @@ def to_rgb_jpeg(data, quality=100):
   Raises:
     UndecodableImageError: naming the reason, for a file that is not a JPEG,
       PNG, GIF or BMP image or that does not decode completely.
+    ImageTooLargeError: for an image over `max_pixels`.
   """
   kind = sniff_format(data)
   if kind is None:
@@ -143,6 +233,7 @@ def to_rgb_jpeg(data, quality=100):
     raise UndecodableImageError(
         f'not a JPEG, PNG, GIF or BMP image (starts with {head!r}, '
         f'{len(data)} bytes)')
+  check_pixel_limit(data, max_pixels)
   try:
     # Decoding fully is the only reliable check: a truncated JPEG has an
     # intact header. channels=3 also converts CMYK, grayscale and palettes.

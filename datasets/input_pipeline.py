@@ -24,6 +24,13 @@ an error naming the file and record index. Other decode failures (a truncated
 image, an unreadable file) are TensorFlow's errors without a location; pass
 them to `explain_input_error(split, error)`, which finds the bad records.
 `skip_corrupt=True` drops undecodable records instead.
+
+A label outside `[0, num_classes)` fails the same way, naming the file and
+record; an image whose header declares more than `MAX_IMAGE_PIXELS` pixels
+(a decompression bomb) is refused before it is decoded. With
+`skip_corrupt=True` such records, and the unreadable rest of a file cut short
+or with a flipped byte, are dropped; `skip_counter` (an int64 `tf.Variable`)
+counts them as they are dropped.
 """
 
 import inspect
@@ -32,11 +39,18 @@ import re
 
 import tensorflow as tf
 
+from slimkit.datasets import image_coding
 from slimkit.datasets import split as split_lib
 
 _AUTOTUNE = tf.data.AUTOTUNE
 # An in-graph check's message; `explain_input_error` reads the location back.
 _BAD_IMAGE_RE = re.compile(r'Undecodable image in record (\d+) of (.+?)\]')
+_BAD_LABEL_RE = re.compile(
+    r'Label out of range in record (\d+) of (.+?)\].*?label.*?(-?\d+)',
+    re.DOTALL)
+_TOO_LARGE_RE = re.compile(r'Image too large in record (\d+) of (.+?)\]')
+# Images declaring more pixels than this are refused before decoding.
+MAX_IMAGE_PIXELS = image_coding.MAX_IMAGE_PIXELS
 
 
 class CorruptRecordError(ValueError):
@@ -91,7 +105,7 @@ def _location(files, position):
 
 
 def _records(files, *, is_training, num_readers, input_context, seed,
-             num_epochs, shuffle_buffer_size, deterministic):
+             num_epochs, shuffle_buffer_size, deterministic, read=None):
   """The (position, record) stream of this input pipeline."""
   num_pipelines, pipeline_id = 1, 0
   if input_context is not None:
@@ -101,7 +115,7 @@ def _records(files, *, is_training, num_readers, input_context, seed,
     repeats = -1 if is_training else 1
   else:
     repeats = num_epochs
-  read = _reader(files)
+  read = read or _reader(files)
   files_ds = tf.data.Dataset.range(len(files))
 
   if num_pipelines > 1 and len(files) < num_pipelines:
@@ -139,6 +153,60 @@ def _is_image_data(encoded):
   """Whether `encoded` starts like a JPEG, PNG, GIF or BMP file."""
   return tf.reduce_any(tf.equal(tf.strings.substr(encoded, 0, 2),
                                 _IMAGE_MAGIC))
+
+
+def _header_pixels(encoded):
+  """Pixels a PNG or JPEG header declares (0 for other formats), undecoded."""
+  head = tf.strings.substr(encoded, 0, 2)
+
+  def png():
+    dims = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8,
+                            fixed_length=8)
+    dims = tf.cast(dims, tf.int64)
+    width = dims[0] * 2 ** 24 + dims[1] * 2 ** 16 + dims[2] * 2 ** 8 + dims[3]
+    height = dims[4] * 2 ** 24 + dims[5] * 2 ** 16 + dims[6] * 2 ** 8 + dims[7]
+    return width * height
+
+  def jpeg():
+    shape = tf.image.extract_jpeg_shape(encoded, output_type=tf.int64)
+    return shape[0] * shape[1]
+
+  return tf.case([(tf.equal(head, b'\x89P'), png),
+                  (tf.equal(head, b'\xff\xd8'), jpeg)],
+                 default=lambda: tf.constant(0, tf.int64))
+
+
+def _checked_pixels(encoded, files, position):
+  """`encoded`, or an error naming the record when it is over the limit."""
+  pixels = _header_pixels(encoded)
+
+  def fail():
+    filename, index = _location(files, position)
+    message = tf.strings.join(['Image too large in record ',
+                               tf.strings.as_string(index), ' of ', filename])
+    check = tf.debugging.Assert(
+        False, [message, 'declares', pixels, 'pixels, over the limit of',
+                MAX_IMAGE_PIXELS])
+    with tf.control_dependencies([check]):
+      return tf.identity(encoded)
+
+  return tf.cond(pixels <= MAX_IMAGE_PIXELS, lambda: encoded, fail)
+
+
+def _checked_label(label, num_classes, files, position):
+  """`label`, or an error naming the record when it is out of range."""
+
+  def fail():
+    filename, index = _location(files, position)
+    message = tf.strings.join(['Label out of range in record ',
+                               tf.strings.as_string(index), ' of ', filename])
+    check = tf.debugging.Assert(
+        False, [message, 'label', label, 'is not in [0,', num_classes, ')'])
+    with tf.control_dependencies([check]):
+      return tf.identity(label)
+
+  ok = tf.logical_and(label >= 0, label < num_classes)
+  return tf.cond(ok, lambda: label, fail)
 
 
 def _checked_encoded(encoded, image_format, files, position):
@@ -180,6 +248,7 @@ def _example_fn(split, preprocess_fn, files, *, height, width, labels_offset,
     parsed = split.parse(serialized)
     encoded = _checked_encoded(parsed['encoded'], parsed['format'], files,
                                position)
+    encoded = _checked_pixels(encoded, files, position)
     options = {'bbox': parsed['bbox']} if pass_bbox else {}
     if from_encoded is not None:
       image = from_encoded(encoded, height, width, channels=split.channels,
@@ -193,16 +262,105 @@ def _example_fn(split, preprocess_fn, files, *, height, width, labels_offset,
     image = tf.ensure_shape(tf.cast(image, tf.float32),
                             [height, width, channels])
     label = tf.cast(parsed['label'], tf.int64) - labels_offset
+    if split.num_classes:
+      label = _checked_label(label, split.num_classes - labels_offset, files,
+                             position)
     return image, label
 
   return example_fn
+
+
+def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
+                      deterministic, counter, shape):
+  """Maps `example_fn` over records, dropping (and counting) failures.
+
+  Each record is mapped in its own one-element dataset whose errors are
+  ignored, followed by a placeholder flagged bad: taking the first element
+  gives the example, or the placeholder when the record failed.
+  """
+  placeholder = (tf.zeros(shape, tf.float32), tf.constant(-1, tf.int64),
+                 tf.constant(True))
+
+  def flag_good(image, label):
+    return image, label, tf.constant(False)
+
+  def one(position, serialized):
+    good = tf.data.Dataset.from_tensors((position, serialized)).map(
+        example_fn).ignore_errors().map(flag_good)
+    return good.concatenate(
+        tf.data.Dataset.from_tensors(placeholder)).take(1)
+
+  dataset = records.interleave(
+      one, cycle_length=num_parallel_calls or _AUTOTUNE,
+      num_parallel_calls=num_parallel_calls or _AUTOTUNE,
+      deterministic=deterministic)
+
+  def count(image, label, bad):
+    if counter is None:
+      return image, label, bad
+    with tf.control_dependencies([counter.assign_add(tf.cast(bad, tf.int64))]):
+      return tf.identity(image), label, bad
+
+  def is_good(image, label, bad):
+    del image, label
+    return tf.logical_not(bad)
+
+  def unflag(image, label, bad):
+    del bad
+    return image, label
+
+  return dataset.map(count).filter(is_good).map(unflag)
+
+
+def _skipping_reader(files, counter):
+  """Like `_reader`, but a file that cannot be read to its end is cut short.
+
+  TFRecord framing cannot resync after a bad record, so the rest of such a
+  file is lost; comparing the bytes read with the file size tells that it
+  happened (counted as one skipped record: how many followed is unknown).
+  """
+  names = tf.constant(files)
+  sizes = tf.constant([tf.io.gfile.stat(f).length for f in files], tf.int64)
+  end = (tf.constant(-1, tf.int64), tf.constant(b''))
+
+  def read(file_id):
+    records = tf.data.TFRecordDataset(tf.gather(names, file_id)).enumerate(
+        start=file_id * _FILE_STRIDE).ignore_errors()
+    records = records.concatenate(tf.data.Dataset.from_tensors(end))
+
+    def track(consumed, element):
+      position, serialized = element
+      # A record takes 16 bytes of framing besides its data.
+      consumed += tf.where(position >= 0,
+                           16 + tf.cast(tf.strings.length(serialized),
+                                        tf.int64), 0)
+      return consumed, (position, serialized, consumed)
+
+    def keep(position, serialized, consumed):
+      is_end = position < 0
+      if counter is not None:
+        cut = tf.logical_and(is_end,
+                             tf.not_equal(consumed, sizes[file_id]))
+        with tf.control_dependencies(
+            [counter.assign_add(tf.cast(cut, tf.int64))]):
+          return tf.logical_not(is_end)
+      return tf.logical_not(is_end)
+
+    def drop_consumed(position, serialized, consumed):
+      del consumed
+      return position, serialized
+
+    return records.scan(tf.constant(0, tf.int64), track).filter(keep).map(
+        drop_consumed)
+
+  return read
 
 
 def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                  num_readers=4, num_preprocessing_threads=4, labels_offset=0,
                  use_grayscale=False, input_context=None,
                  shuffle_buffer_size=None, seed=None, num_epochs=None,
-                 prefetch=True, skip_corrupt=False):
+                 prefetch=True, skip_corrupt=False, skip_counter=None):
   """Builds the batched input of one input pipeline.
 
   Args:
@@ -233,6 +391,8 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
     num_epochs: Passes over the data; None means forever in training and once
       in evaluation.
     prefetch: Prefetch batches (AUTOTUNE) so input overlaps the train step.
+    skip_counter: With `skip_corrupt`, an int64 `tf.Variable` incremented
+      for each dropped record (and each file cut short), for the log.
     skip_corrupt: Drop records that fail to parse, decode or preprocess
       instead of failing.
 
@@ -266,16 +426,23 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                      input_context=input_context, seed=seed,
                      num_epochs=num_epochs,
                      shuffle_buffer_size=shuffle_buffer_size,
-                     deterministic=deterministic)
+                     deterministic=deterministic,
+                     read=(_skipping_reader(files, skip_counter)
+                           if skip_corrupt else None))
   example_fn = _example_fn(split, preprocess_fn, files, height=height,
                            width=width, labels_offset=labels_offset,
                            use_grayscale=use_grayscale)
-  dataset = records.map(example_fn,
-                        num_parallel_calls=num_preprocessing_threads or
-                        _AUTOTUNE,
-                        deterministic=deterministic)
   if skip_corrupt:
-    dataset = dataset.ignore_errors()
+    dataset = _skip_bad_records(
+        records, example_fn, files,
+        num_parallel_calls=num_preprocessing_threads,
+        deterministic=deterministic, counter=skip_counter,
+        shape=[height, width, output_channels(split, use_grayscale)])
+  else:
+    dataset = records.map(example_fn,
+                          num_parallel_calls=num_preprocessing_threads or
+                          _AUTOTUNE,
+                          deterministic=deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
   if prefetch:
     dataset = dataset.prefetch(_AUTOTUNE)
@@ -402,13 +569,33 @@ def explain_input_error(split, error, max_listed=10):
     original error when it is not about the data (nothing is found corrupt).
   """
   message = getattr(error, 'message', str(error))
+  match = _BAD_LABEL_RE.search(message)
+  if match:
+    index, filename = int(match.group(1)), match.group(2).strip()
+    label = int(match.group(3))
+    reason = (f'label {label} (after --labels_offset) is outside [0, '
+              f'{split.num_classes})')
+    return CorruptRecordError(
+        f'Record {index} of {filename}: {reason}. Check --dataset_name and '
+        '--labels_offset, or pass --skip_corrupt_records to drop such '
+        'records.', [(filename, index, reason)])
+  match = _TOO_LARGE_RE.search(message)
+  if match:
+    index, filename = int(match.group(1)), match.group(2).strip()
+    reason = (f'the image header declares more than {MAX_IMAGE_PIXELS} '
+              'pixels (a decompression bomb?)')
+    return CorruptRecordError(
+        f'Record {index} of {filename}: {reason}; refused without decoding. '
+        'Pass --skip_corrupt_records to drop such records.',
+        [(filename, index, reason)])
   match = _BAD_IMAGE_RE.search(message)
   if match:
     index, filename = int(match.group(1)), match.group(2).strip()
     return CorruptRecordError(
         f'Record {index} of {filename} holds no decodable image (not PNG, '
         f'JPEG, GIF or BMP data). Rewrite the file with '
-        f'download_and_convert_data.py, or pass skip_corrupt to drop such '
+        f'download_and_convert_data.py, or pass --skip_corrupt_records '
+        f'(skip_corrupt) to drop such '
         f'records.', [(filename, index, 'not PNG, JPEG, GIF or BMP data')])
   records = find_corrupt_records(split)
   if not records:

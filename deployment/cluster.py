@@ -24,6 +24,7 @@ Modes:
 import dataclasses
 import json
 import os
+import re
 from typing import Mapping, Tuple
 
 LOCAL = 'local'
@@ -161,11 +162,11 @@ class Cluster:
     server.join()
 
   def describe(self):
-    """One line for logs: 'worker 1 of 2 (multi_worker)'."""
+    """One line for logs: 'worker 1 of a multi_worker cluster (2 worker)'."""
     if self.mode == LOCAL:
       return 'local (no cluster)'
-    return (f'{self.task_type} {self.task_id} of a {self.mode} cluster '
-            f'({", ".join(f"{len(h)} {j}" for j, h in sorted(self.jobs.items()))})')
+    jobs = ', '.join(f'{len(h)} {j}' for j, h in sorted(self.jobs.items()))
+    return f'{self.task_type} {self.task_id} of a {self.mode} cluster ({jobs})'
 
 
 def free_port(host='localhost'):
@@ -210,7 +211,8 @@ def from_tf_config(value):
   try:
     config = json.loads(value)
   except json.JSONDecodeError as e:
-    raise ClusterError(f'TF_CONFIG is not valid JSON ({e}): {value!r}') from None
+    raise ClusterError(
+        f'TF_CONFIG is not valid JSON ({e}): {value!r}') from None
   if not isinstance(config, dict) or not config.get('cluster'):
     raise ClusterError(f'TF_CONFIG has no "cluster": {value!r}')
   task = config.get('task') or {}
@@ -223,8 +225,8 @@ def resolve(*, worker_hosts='', ps_hosts='', job_name=None, task=0,
             worker_replicas=1, num_ps_tasks=0, environ=None):
   """The cluster of this process, from TF-Slim's flags or `TF_CONFIG`.
 
-  Flags win over nothing: giving both `--worker_hosts`/`--ps_hosts` and a
-  `TF_CONFIG` is refused, since they could disagree.
+  Giving both `--worker_hosts`/`--ps_hosts` and a `TF_CONFIG` is refused,
+  since they could disagree.
 
   Args:
     worker_hosts: '--worker_hosts', comma-separated host:port of the workers.
@@ -298,27 +300,50 @@ def _checked(cluster, worker_replicas, num_ps_tasks):
   return cluster
 
 
-def write_dir(train_dir, cluster, *, tmp_root=None):
-  """Where this process writes checkpoints and summaries.
+_PEER_RE = re.compile(r'/job:(\w+)/replica:\d+/task:(\d+)')
+_PEER_WORDS_RE = re.compile(r'collective|coordination|heartbeat|peer|'
+                            r'connection reset|socket closed', re.IGNORECASE)
+# What TensorFlow raises when a peer is lost or a collective times out.
+_PEER_ERRORS = ('UnavailableError', 'DeadlineExceededError', 'CancelledError',
+                'AbortedError')
 
-  The chief writes to `train_dir`. Other multi-worker processes must take part
-  in saving (a save may run collective ops), but what they write is not kept:
-  they write to a fresh temporary directory, which the caller removes with
-  `shutil.rmtree` when training ends (the pattern of TensorFlow's multi-worker
-  training tutorial).
+
+def is_peer_error(error):
+  """Whether a `tf.errors.OpError` means a lost peer or a collective timeout."""
+  if type(error).__name__ in _PEER_ERRORS:
+    return True
+  return bool(_PEER_WORDS_RE.search(str(getattr(error, 'message', error))))
+
+
+def explain_peer_error(cluster, error, timeout_secs=None):
+  """A clear message for a collective or RPC error of a multi-worker run.
 
   Args:
-    train_dir: The run's directory.
-    cluster: A `Cluster`.
-    tmp_root: Where temporary directories go (default: the system's).
+    cluster: This process's `Cluster`.
+    error: The `tf.errors.OpError` training stopped with.
+    timeout_secs: The collective timeout in force (None: none).
 
   Returns:
-    `(directory, is_temporary)`.
+    A message naming the lost peer (job, task and address) when TensorFlow's
+    error names one, the timeout, and how to recover.
   """
-  if cluster.is_chief:
-    return train_dir, False
-  import tempfile  # pylint: disable=g-import-not-at-top
-  return tempfile.mkdtemp(
-      prefix=f'slimkit-{cluster.task_type}{cluster.task_id}-',
-      dir=tmp_root), True
-
+  text = str(getattr(error, 'message', '') or error)
+  peers = []
+  for job, task in _PEER_RE.findall(text):
+    hosts = cluster.jobs.get(job, ())
+    address = hosts[int(task)] if int(task) < len(hosts) else '?'
+    peer = f'{job} {task} ({address})'
+    if (job, int(task)) != (cluster.task_type, cluster.task_id) and (
+        peer not in peers):
+      peers.append(peer)
+  who = ('lost contact with ' + ', '.join(peers) if peers
+         else 'lost contact with a peer')
+  timeout = (f'collectives wait at most {timeout_secs:g} s'
+             if timeout_secs else 'no collective timeout set')
+  first_line = next((line.strip() for line in text.splitlines()
+                     if 'Collective' in line or 'peer' in line.lower()),
+                    text.strip().splitlines()[0] if text.strip() else '')
+  return (f'{cluster.task_type} {cluster.task_id} {who} '
+          f'({type(error).__name__}; {timeout}): {first_line} Restart every '
+          'task of the job with the same commands: training resumes from the '
+          'chief\'s newest checkpoint in --train_dir.')

@@ -16,6 +16,8 @@ checkpoint's global step.
 """
 
 import dataclasses
+import time
+import weakref
 from typing import Optional
 
 from absl import logging
@@ -33,10 +35,18 @@ class EvalOptions:
     max_num_batches: Evaluate at most this many batches (None: the whole split).
     moving_average_decay: When set, evaluate the moving averages of the
       weights saved by training instead of the weights.
+    skipped_records: The int64 variable counting the corrupt records the
+      input skips (`input_pipeline.make_dataset(skip_counter=...)`); the
+      count of each evaluation is reported as `skipped_records`.
   """
   eval_dir: Optional[str] = None
   max_num_batches: Optional[int] = None
   moving_average_decay: Optional[float] = None
+  skipped_records: Optional[tf.Variable] = None
+
+
+class UnreadableCheckpointError(OSError):
+  """A checkpoint that vanished or is cut short while being read."""
 
 
 def checkpoint_step(checkpoint):
@@ -72,7 +82,6 @@ def restore_for_eval(net, checkpoint, moving_average_decay=None):
     raise ValueError(
         f'{checkpoint} has no moving averages: it was trained without '
         '--moving_average_decay. Evaluate without --moving_average_decay.')
-  logging.info('%s', report.summary())
   return report
 
 
@@ -101,8 +110,19 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     dataset = dataset.take(options.max_num_batches)
   if net is None:
     net = _build(network_fn, dataset)
-  restore_for_eval(net, checkpoint, options.moving_average_decay)
-  step_fn = _metric_step(net)
+  try:
+    restore_for_eval(net, checkpoint, options.moving_average_decay)
+    step = checkpoint_step(checkpoint)
+  except (tf.errors.OpError, IndexError) as e:
+    # Pruned by training, or cut short (killed or disk full while writing):
+    # the reader raises IndexError for a data file shorter than its index.
+    message = getattr(e, 'message', None) or str(e)
+    raise UnreadableCheckpointError(
+        f'Checkpoint {checkpoint} cannot be read: {type(e).__name__}: '
+        f'{message.splitlines()[0] if message else ""}') from None
+  step_fn = _cached_metric_step(net)
+  skipped_before = (int(options.skipped_records.numpy())
+                    if options.skipped_records is not None else 0)
 
   correct = in_top5 = 0
   loss_sum = 0.0
@@ -115,7 +135,6 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     count += int(n)
   if count == 0:
     raise ValueError('The evaluation data has no example.')
-  step = checkpoint_step(checkpoint)
   metrics = {
       'Accuracy': correct / count,
       'Recall_5': in_top5 / count,
@@ -124,6 +143,11 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
       'global_step': step,
       'checkpoint': checkpoint,
   }
+  if options.skipped_records is not None:
+    metrics['skipped_records'] = (int(options.skipped_records.numpy()) -
+                                  skipped_before)
+    logging.info('Skipped %d corrupt record(s) (--skip_corrupt_records).',
+                 metrics['skipped_records'])
   logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
                '%.4f, Recall_5 = %.4f, loss = %.4f', checkpoint, step, count,
                metrics['Accuracy'], metrics['Recall_5'], metrics['loss'])
@@ -132,8 +156,22 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     with writer.as_default(step=step):
       for name in ('Accuracy', 'Recall_5', 'loss'):
         tf.summary.scalar(f'eval/{name}', metrics[name])
+      if 'skipped_records' in metrics:
+        tf.summary.scalar('eval/skipped_records', metrics['skipped_records'])
     writer.close()
   return metrics
+
+
+# One traced metric step per net: watch mode evaluates every checkpoint with
+# the same net, and tracing it again cost about a second per evaluation.
+_METRIC_STEPS = weakref.WeakKeyDictionary()
+
+
+def _cached_metric_step(net):
+  step = _METRIC_STEPS.get(net)
+  if step is None:
+    step = _METRIC_STEPS[net] = _metric_step(net)
+  return step
 
 
 def _metric_step(net):
@@ -185,14 +223,21 @@ def watch(*, network_fn, dataset_fn, checkpoint_dir, options=EvalOptions(),
       timeout=eval_timeout_secs):
     if net is None:
       net = _build(network_fn, dataset_fn())
-    # The file can be replaced between the listing and the read while
-    # training prunes old checkpoints; then wait for the next one.
-    try:
-      results.append(evaluate_checkpoint(
-          network_fn=network_fn, dataset_fn=dataset_fn,
-          checkpoint_path=checkpoint, options=options, net=net))
-    except (tf.errors.NotFoundError, FileNotFoundError) as e:
-      logging.warning('Skipping %s: %s', checkpoint, e)
+    # The file can vanish between the listing and the read while training
+    # prunes old checkpoints, or be cut short by a crash: try once more (a
+    # copy may still be landing), then move on to the next checkpoint.
+    for attempt in range(2):
+      try:
+        results.append(evaluate_checkpoint(
+            network_fn=network_fn, dataset_fn=dataset_fn,
+            checkpoint_path=checkpoint, options=options, net=net))
+        break
+      except (UnreadableCheckpointError, tf.errors.NotFoundError,
+              FileNotFoundError) as e:
+        if attempt:
+          logging.warning('Skipping %s: %s', checkpoint, e)
+        else:
+          time.sleep(1.0)
     if (max_number_of_evaluations and
         len(results) >= max_number_of_evaluations):
       break

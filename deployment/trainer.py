@@ -22,9 +22,17 @@ What it does, as TF-Slim's `train_image_classifier.py` did:
   batch-norm statistics) when `moving_average_decay` is set, saved in the
   checkpoint under `ema/`, which evaluation restores instead of the weights;
 * checkpoints `model.ckpt-<step>` in `train_dir` every `save_interval_secs`
-  and at the end; a restart resumes from the newest one;
+  and at the end; a restart resumes from the newest one that reads
+  completely (see docs/reliability.md); SIGTERM or Ctrl-C stops between
+  steps with a final checkpoint; a failed save raises `CheckpointSaveError`
+  and leaves the previous checkpoint in place;
 * TensorBoard summaries every `save_summaries_secs`; a log line every
-  `log_every_n_steps`.
+  `log_every_n_steps`;
+* several workers (`MultiWorkerMirroredStrategy`): all start from the chief's
+  state, agree every `log_every_n_steps` steps on saving, summarizing and
+  stopping; only the chief writes to `train_dir` (the others save to a
+  temporary directory they remove); with `ParameterServerStrategy` this
+  process coordinates asynchronous workers (docs/distributed.md).
 
 Checkpoint layout (object-based, `tf.train.Checkpoint`): `model_variables/`
 maps TF-Slim variable names (`LeNet/conv1/weights`) to the net's variables, so
@@ -37,7 +45,9 @@ import datetime
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -45,6 +55,7 @@ from absl import logging
 import tensorflow as tf
 
 from slimkit.deployment import checkpoints
+from slimkit.deployment import precision as precision_lib
 
 # The weight of the auxiliary head's loss, as in TF-Slim's training script.
 AUX_LOSS_WEIGHT = 0.4
@@ -61,6 +72,109 @@ class NonFiniteLossError(RuntimeError):
         'training stopped. That step was not applied, and no checkpoint was '
         'written after it. Try a lower --learning_rate, or check the input.')
     self.step = step
+
+
+class CheckpointSaveError(OSError):
+  """A checkpoint could not be written (disk full, no permission)."""
+
+
+class CheckpointMismatchError(ValueError):
+  """`train_dir` holds checkpoints of another model or class count."""
+
+
+class _StopOnSignal:
+  """Turns SIGTERM and the first Ctrl-C into a request to stop between steps.
+
+  The loop checks `requested` after each step, then saves and returns; a
+  second Ctrl-C interrupts at once (KeyboardInterrupt). Only the main thread
+  can install handlers; elsewhere this does nothing. (One process only: on a
+  multi-worker cluster each worker stops on its own signal.)
+  """
+
+  def __init__(self):
+    self.requested = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested == 'SIGINT' and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.requested = name
+    logging.warning('Received %s: stopping after this step and saving a '
+                    'checkpoint (Ctrl-C again to abandon the step).', name)
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+
+def _restore_newest_readable(checkpoint, manager, model_variables):
+  """Restores the newest checkpoint of `manager` that reads completely.
+
+  A checkpoint cut short (killed while writing, disk full) is skipped with a
+  warning and the one before it is used.
+
+  Returns:
+    The restored checkpoint prefix, or None when none is readable.
+
+  Raises:
+    CheckpointMismatchError: when a readable checkpoint holds other
+      variables (another model or class count), listing them.
+  """
+  for path in reversed(manager.checkpoints):
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+      return path
+    except (AssertionError, ValueError) as e:
+      mismatched = _mismatched_variables(path, model_variables)
+      if mismatched:
+        raise CheckpointMismatchError(
+            f'{manager.directory} holds checkpoints of another model or '
+            f'class count ({path}); {len(mismatched)} variable(s) do not '
+            'match:\n  ' + '\n  '.join(mismatched[:20]) +
+            '\nUse a new --train_dir (and --checkpoint_path to start from '
+            'that checkpoint).') from None
+      # Readable but not ours to resume (e.g. another --optimizer's
+      # slots): an older checkpoint would not match either.
+      raise CheckpointMismatchError(
+          f'Cannot resume from {path}: {str(e).splitlines()[0]}. Rerun with '
+          'the flags the run was started with (see flags.txt there), or use '
+          'a new --train_dir.') from None
+    except (tf.errors.OpError, OSError, IndexError) as e:
+      # IndexError: the reader's error for a data file cut short.
+      logging.warning('Checkpoint %s is unreadable (%s); trying the previous '
+                      'checkpoint.', path, type(e).__name__)
+  return None
+
+
+def _mismatched_variables(path, model_variables):
+  """Lines naming the variables that differ between the net and `path`."""
+  try:
+    stored = {}
+    reader = tf.train.load_checkpoint(path)
+    shapes = reader.get_variable_to_shape_map()
+    for name, key in named_values(path).items():
+      stored[name] = tuple(shapes[key])
+  except (tf.errors.OpError, OSError, IndexError):
+    return []
+  lines = []
+  ours = {v.path: tuple(v.shape) for v in model_variables}
+  for name, shape in sorted(ours.items()):
+    if name not in stored:
+      lines.append(f'{name} {shape}: not in the checkpoint')
+    elif stored[name] != shape:
+      lines.append(f'{name}: shape {shape} here, {stored[name]} in the '
+                   'checkpoint')
+  lines.extend(f'{name} {shape}: in the checkpoint only'
+               for name, shape in sorted(stored.items()) if name not in ours)
+  return lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +201,14 @@ class TrainOptions:
       left at their initial values instead of being an error.
     max_checkpoints_to_keep: How many checkpoints stay in `train_dir`.
     num_summary_images: Input images shown in TensorBoard.
+    skipped_records: The int64 variable counting the corrupt records the
+      input skips (`input_pipeline.make_dataset(skip_counter=...)`), shown
+      in the log and as the `input/skipped_records` summary; None: none.
+    precision: 'float32', 'mixed_bfloat16' or 'mixed_float16' (see
+      `precision.py`): the net computes in that policy's dtype, variables
+      and checkpoints stay float32; float16 scales the loss.
+    xla: Compile each clone's step with XLA (for GPUs and TPUs; on CPU it is
+      usually slower).
   """
   train_dir: str
   batch_size: int
@@ -102,6 +224,9 @@ class TrainOptions:
   ignore_missing_vars: bool = False
   max_checkpoints_to_keep: int = 5
   num_summary_images: int = 3
+  skipped_records: Optional[tf.Variable] = None
+  precision: str = 'float32'
+  xla: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +327,23 @@ def _image_summary(images, count):
   return (images - low) / tf.maximum(high - low, 1e-6)
 
 
+# TensorBoard's histogram one-hot encodes every value (30 float64 buckets): on
+# a whole batch of activations that is gigabytes (MobileNet at 128 px, batch
+# 32: the summary step peaked at 5.4 GB against 1.2 GB for a train step). A
+# uniform random sample of this many values draws the same histogram.
+_HISTOGRAM_SAMPLE = 1 << 16
+
+
+def _histogram_sample(value, max_values=_HISTOGRAM_SAMPLE):
+  flat = tf.reshape(value, [-1])
+  size = flat.shape.num_elements()
+  if size is not None and size <= max_values:
+    return flat
+  picks = tf.random.uniform([max_values], 0, tf.size(flat, out_type=tf.int64),
+                            dtype=tf.int64)
+  return tf.gather(flat, picks)
+
+
 def _summary_name(name):
   return re.sub(r'[^A-Za-z0-9_./-]', '_', name)
 
@@ -259,15 +401,18 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   # The input's shapes tell the net its image size before the first step.
   image_spec = dataset_fn(tf.distribute.InputContext()).element_spec[0]
   with strategy.scope():
-    net = network_fn()
-    net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
-        training=False)
+    # Layers take the policy when built; variables stay float32 under it.
+    with precision_lib.policy_scope(options.precision):
+      net = network_fn()
+      net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
+          training=False)
     model_variables = list(net.weights)
     # Freezes the variables outside the scopes and the batch norms that have
     # no variable inside them (their statistics must not move either).
     checkpoints.apply_trainable_scopes(net, options.trainable_scopes)
     train_vars = list(net.trainable_variables)
-    optimizer = optimizer_fn(learning_rate)
+    optimizer = precision_lib.wrap_optimizer(optimizer_fn(learning_rate),
+                                             options.precision)
     # Built before the first distributed step: a Mirrored step that creates
     # optimizer slots lazily fails.
     optimizer.build(train_vars)
@@ -279,27 +424,35 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
 
   items = dict(model_variables={v.path: v for v in model_variables},
-               optimizer=optimizer, global_step=global_step)
+               # The float16 loss scale is not saved: checkpoints have one layout
+               # in every precision (the scale re-adapts in a few steps).
+               optimizer=precision_lib.unwrap_optimizer(optimizer),
+               global_step=global_step)
   if ema is not None:
     items['ema'] = ema.averages
   checkpoint = tf.train.Checkpoint(**items)
   manager = tf.train.CheckpointManager(
       checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep,
       checkpoint_name=CHECKPOINT_NAME)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  resumed = (_restore_newest_readable(checkpoint, manager, model_variables)
+             if manager.latest_checkpoint else None)
+  if manager.latest_checkpoint and resumed is None:
+    raise ValueError(
+        f'No checkpoint of {train_dir} is readable '
+        f'({", ".join(manager.checkpoints)}); move them away to start over.')
+  if resumed:
     logging.info('Resuming from %s (global step %d).',
-                 manager.latest_checkpoint, int(global_step.numpy()))
+                 resumed, int(global_step.numpy()))
     if options.checkpoint_path:
       logging.info('Ignoring --checkpoint_path: %s has a checkpoint already.',
                    train_dir)
   elif options.checkpoint_path:
     # A TF-Slim checkpoint or one of ours, matched by TF-Slim variable name.
-    report = checkpoints.restore(
+    # restore() logs how many variables it restored, excluded and missed.
+    checkpoints.restore(
         net, options.checkpoint_path,
         exclude_scopes=options.checkpoint_exclude_scopes,
         ignore_missing_vars=options.ignore_missing_vars)
-    logging.info('%s', report.summary())
     if ema is not None:
       ema.reset()
 
@@ -330,11 +483,16 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
       # TF-Slim averaged its towers); adding regularization/num_clones on each
       # clone makes the sum contain the regularization gradient exactly once.
       scaled = (clone_loss + regularization) / ctx.num_replicas_in_sync
-    grads = tape.gradient(scaled, train_vars)
+      # Under float16 the loss is scaled up so small gradients do not vanish;
+      # the optimizer unscales them and skips steps that overflowed, so only
+      # the loss itself is checked then. (Elsewhere scale_loss is identity.)
+      target = optimizer.scale_loss(scaled)
+    grads = tape.gradient(target, train_vars)
     grads = [tf.zeros_like(v) if g is None else g
              for g, v in zip(grads, train_vars)]
-    local_bad = tf.cast(tf.logical_not(_all_finite([scaled] + grads)),
-                        tf.int32)
+    checked = [scaled] + (
+        [] if precision_lib.uses_loss_scaling(options.precision) else grads)
+    local_bad = tf.cast(tf.logical_not(_all_finite(checked)), tf.int32)
     ok = tf.equal(ctx.all_reduce(tf.distribute.ReduceOp.SUM, local_bad), 0)
     # All clones agree on `ok`; a bad step applies zeros so no NaN or inf
     # reaches the weights, and the loop stops at its next check.
@@ -345,10 +503,14 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
     return dict(ok=ok, clone_loss=clone_loss, regularization=regularization,
                 scaled=scaled, images=images, end_points=end_points)
 
+  # XLA compiles what each clone computes; reading the input stays outside.
+  clone_step = (tf.function(replica_step, jit_compile=True) if options.xla
+                else replica_step)
+
   def make_step(with_summaries):
     @tf.function
     def step(iterator):
-      outputs = strategy.run(replica_step, args=next(iterator))
+      outputs = strategy.run(clone_step, args=next(iterator))
       total = strategy.reduce(tf.distribute.ReduceOp.SUM, outputs['scaled'],
                               axis=None)
       ok = strategy.experimental_local_results(outputs['ok'])[0]
@@ -375,10 +537,11 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
       tf.summary.scalar('learning_rate', optimizer.learning_rate)
       for name, value in sorted(first(outputs['end_points']).items()):
         name = _summary_name(name)
-        tf.summary.histogram(f'activations/{name}', value)
+        tf.summary.histogram(f'activations/{name}', _histogram_sample(value))
         tf.summary.scalar(f'sparsity/{name}', tf.math.zero_fraction(value))
       for v in train_vars:
-        tf.summary.histogram(f'variables/{_summary_name(v.path)}', v.value)
+        tf.summary.histogram(f'variables/{_summary_name(v.path)}',
+                             _histogram_sample(v.value))
       tf.summary.image('images', _image_summary(first(outputs['images']),
                                                 options.num_summary_images),
                        max_outputs=options.num_summary_images)
@@ -399,8 +562,29 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
     # A second line of defence: never write non-finite weights.
     if not bool(_all_finite([v.value for v in model_variables])):
       raise NonFiniteLossError(step)
-    path = manager.save(checkpoint_number=step)
+    previous = manager.latest_checkpoint
+    try:
+      path = manager.save(checkpoint_number=step)
+    except (tf.errors.OpError, OSError) as e:
+      # The state file still names the previous checkpoint; drop the
+      # partial files so that they do not fill the disk further.
+      stem = os.path.join(train_dir, f'{CHECKPOINT_NAME}-{step}')
+      for leftover in (tf.io.gfile.glob(stem + '.*') +
+                       tf.io.gfile.glob(stem + '_temp*')):
+        if not previous or not leftover.startswith(previous + '.'):
+          shutil.rmtree(leftover, ignore_errors=True)
+          if os.path.exists(leftover):
+            os.remove(leftover)
+      reason = getattr(e, 'message', None) or str(e)
+      raise CheckpointSaveError(
+          f'Could not write the checkpoint of global step {step} to '
+          f'{train_dir}: {reason.splitlines()[0] if reason else e}. '
+          + (f'The previous checkpoint {previous} is intact: free some space '
+             'or fix the permissions, then rerun the same command to resume '
+             'from it.' if previous else 'No checkpoint was written.')
+      ) from None
     logging.info('Saved checkpoint %s.', path)
+    saved_steps.add(step)
     return path
 
   step = int(global_step.numpy())
@@ -415,11 +599,22 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   loss_value = None
   last_checkpoint = manager.latest_checkpoint
   first_summary_done = False
+  # Saving the same step twice would rewrite a complete checkpoint in place.
+  saved_steps = {step} if last_checkpoint else set()
+  stop = _StopOnSignal()
   try:
+    stop.__enter__()
     while max_steps is None or step < max_steps:
+      # Several workers stop together (at an agreed step) when any of them
+      # is signalled, so that they save the same step.
+      if agree(step, stop.requested is not None):
+        logging.warning('Stopping at global step %d on %s; rerun the same '
+                        'command to resume.', step,
+                        stop.requested or 'a signal to another worker')
+        break
       now = time.time()
-      summarize = (not first_summary_done or
-                   agree(step, now - last_summary >= options.save_summaries_secs))
+      summarize = not first_summary_done or agree(
+          step, now - last_summary >= options.save_summaries_secs)
       try:
         loss = (summary_step if summarize else train_step)(iterator)
       except (StopIteration, tf.errors.OutOfRangeError):
@@ -440,11 +635,17 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
           remaining = datetime.timedelta(
               seconds=int(sec_per_step * (max_steps - step)))
           left = f', {remaining} left'
+        skipped = ''
+        if options.skipped_records is not None:
+          skipped_count = int(options.skipped_records.numpy())
+          skipped = f', {skipped_count} corrupt records skipped'
         logging.info('global step %d: loss = %.4f (%.3f sec/step, %.1f '
-                     'images/sec%s)', step, loss_value, sec_per_step,
-                     images_per_sec, left)
+                     'images/sec%s%s)', step, loss_value, sec_per_step,
+                     images_per_sec, left, skipped)
         with writer.as_default(step=step):
           tf.summary.scalar('images_per_sec', images_per_sec)
+          if skipped:
+            tf.summary.scalar('input/skipped_records', skipped_count)
         last_log_time, last_log_step = now, step
       if agree(step, time.time() - last_save >= options.save_interval_secs):
         last_checkpoint = save(step)
@@ -452,10 +653,14 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   except KeyboardInterrupt:
     logging.warning('Interrupted at global step %d; saving a checkpoint.', step)
   finally:
+    stop.__exit__(None, None, None)
     writer.flush()
   check_finite()
-  if step != start_step or last_checkpoint is None:
+  if step not in saved_steps:
     last_checkpoint = save(step)
+  if stop.requested:
+    logging.warning('Stopped by %s at global step %d; checkpoint %s.',
+                    stop.requested, step, last_checkpoint)
   writer.close()
   if loss_value is None and step != start_step:
     loss_value = float(loss.numpy())
@@ -477,7 +682,7 @@ def _broadcast_from_chief(strategy, variables):
   """Sets every worker's copy of `variables` to the chief's (replica 0's)."""
   variables = list(variables)
 
-  @tf.function
+  @tf.function(autograph=False)
   def broadcast():
     def replica_fn():
       ctx = tf.distribute.get_replica_context()
@@ -510,11 +715,12 @@ def _agreement(strategy, every):
   if _num_workers(strategy) == 1:
     return lambda step, want: bool(want)
 
-  @tf.function
+  @tf.function(autograph=False)
   def any_wants(want):
     def replica_fn(value):
+      # identity: a copy on this replica's device, which the all-reduce needs.
       return tf.distribute.get_replica_context().all_reduce(
-          tf.distribute.ReduceOp.MAX, value)
+          tf.distribute.ReduceOp.SUM, tf.identity(value))
     return strategy.experimental_local_results(
         strategy.run(replica_fn, args=(want,)))[0]
 
@@ -562,14 +768,15 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
       checkpoint, train_dir, max_to_keep=options.max_checkpoints_to_keep,
       checkpoint_name=CHECKPOINT_NAME)
   if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    checkpoint.restore(
+        manager.latest_checkpoint).assert_existing_objects_matched()
     logging.info('Resuming from %s.', manager.latest_checkpoint)
   elif options.checkpoint_path:
-    report = checkpoints.restore(
+    # restore() logs how many variables it restored, excluded and missed.
+    checkpoints.restore(
         net, options.checkpoint_path,
         exclude_scopes=options.checkpoint_exclude_scopes,
         ignore_missing_vars=options.ignore_missing_vars)
-    logging.info('%s', report.summary())
     if ema is not None:
       ema.reset()
 
@@ -601,11 +808,13 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
   writer = tf.summary.create_file_writer(train_dir)
   step = start_step = int(global_step.numpy())
   max_steps = options.max_number_of_steps
-  spec = strategy.cluster_resolver.cluster_spec()
+  extended = strategy.extended  # Counts of the servers (no public API).
   logging.info('Training %s from global step %d%s on %d worker(s) and %d '
-               'parameter server(s), asynchronously, %d images per worker step.',
+               'parameter server(s), asynchronously, %d images per worker '
+               'step.',
                net.name, step, f' to {max_steps}' if max_steps else '',
-               len(spec.job_tasks('worker')), len(spec.job_tasks('ps')),
+               getattr(extended, '_num_workers', -1),
+               getattr(extended, '_num_ps', -1),
                options.batch_size)
   last_save = time.time()
   last_time = time.time()
@@ -629,8 +838,8 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
       # Concurrent updates of the step counter race; this process knows how
       # many steps ran.
       global_step.assign(step)
-      fetched = [(float(loss.fetch()), bool(ok.fetch()))
-                 for loss, ok in results]
+      fetched = [(float(loss), bool(ok))
+                 for loss, ok in (r.fetch() for r in results)]
       bad = [i for i, (_, ok) in enumerate(fetched) if not ok]
       if bad:
         raise NonFiniteLossError(step - count + bad[0])

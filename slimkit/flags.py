@@ -24,6 +24,7 @@ from absl import flags
 
 from slimkit.datasets import dataset_factory
 from slimkit.deployment import optimization
+from slimkit.deployment import precision
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -33,7 +34,8 @@ FLAGS = flags.FLAGS
 # that means "unused", explanation).
 OBSOLETE = {
     'master': ('', 'TF 1 session targets are gone; clones and workers are set '
-               'with --num_clones (tf.distribute); --master is ignored.'),
+               'with --num_clones and --worker_hosts/--ps_hosts or TF_CONFIG '
+               '(tf.distribute); --master is ignored.'),
     'quantize_delay': (-1, 'TF 1 graph-rewrite quantization is gone; quantize '
                        'the trained model when exporting it (TFLite converter)'
                        '; --quantize_delay is ignored.'),
@@ -91,6 +93,11 @@ def define_dataset_flags(split_name='train'):
                        lower_bound=0)
   flags.DEFINE_integer('num_preprocessing_threads', 4,
                        'Images preprocessed in parallel.', lower_bound=1)
+  flags.DEFINE_bool('skip_corrupt_records', False,
+                    'Skip records that cannot be read or decoded, or whose '
+                    'label is outside [0, num_classes), counting them in the '
+                    'log and summaries; default: stop with an error naming '
+                    'the file and record.')
 
 
 def define_deployment_flags():
@@ -100,16 +107,42 @@ def define_deployment_flags():
   flags.DEFINE_bool('clone_on_cpu', False,
                     'Run the clones on the CPU, split into --num_clones '
                     'logical devices.')
-  flags.DEFINE_integer('worker_replicas', 1, 'Number of worker replicas.',
-                       lower_bound=1)
+  flags.DEFINE_integer('worker_replicas', 1, 'Number of worker replicas; 1 '
+                       'means as many as --worker_hosts or TF_CONFIG list, '
+                       'another value must match them.', lower_bound=1)
   flags.DEFINE_integer('num_ps_tasks', 0, 'Number of parameter servers; 0 '
                        'keeps the variables on this worker.', lower_bound=0)
-  flags.DEFINE_integer('task', 0, 'Task id of this worker.', lower_bound=0)
+  flags.DEFINE_integer('task', 0, 'Task id of this process in its job '
+                       '(--job_name).', lower_bound=0)
+  flags.DEFINE_string('worker_hosts', '',
+                      'Comma-separated host:port of every worker, the same '
+                      'list on every host (worker 0 is the chief); fills in '
+                      'TF_CONFIG. Default: TF_CONFIG from the environment, '
+                      'or no cluster.')
+  flags.DEFINE_string('ps_hosts', '',
+                      'Comma-separated host:port of the parameter servers; '
+                      'selects asynchronous training with ParameterServer'
+                      'Strategy.')
+  flags.DEFINE_enum('job_name', None, ['worker', 'ps', 'chief'],
+                    'This process\'s job. worker: trains (multi-worker) or '
+                    'serves steps (with --ps_hosts); ps: serves variables; '
+                    'chief: the coordinator with --ps_hosts. Default: worker, '
+                    'or chief with --ps_hosts.')
+  flags.DEFINE_integer('collective_timeout_secs', 300,
+                       'Multi-worker: seconds an all-reduce waits for its '
+                       'peers before failing with an error (a lost worker); '
+                       '0 waits forever.', lower_bound=0)
   flags.DEFINE_bool('sync_replicas', False,
-                    'Aggregate the updates of several workers synchronously.')
+                    'TF 1 SyncReplicasOptimizer. Several workers without '
+                    '--ps_hosts always train synchronously (all-reduce of '
+                    'every worker\'s gradients each step), so this flag is '
+                    'accepted there; with --ps_hosts (asynchronous) it is '
+                    'refused.')
   flags.DEFINE_integer('replicas_to_aggregate', 1,
-                       'Workers to aggregate per update with --sync_replicas.',
-                       lower_bound=1)
+                       'TF 1 SyncReplicasOptimizer: gradients aggregated per '
+                       'update. Synchronous multi-worker training aggregates '
+                       'every worker\'s, so only 1 (the default) or '
+                       '--worker_replicas is accepted.', lower_bound=1)
   flags.DEFINE_string('master', '', 'TF 1 session target; ignored on TF 2.')
 
 
@@ -151,6 +184,16 @@ def define_optimizer_flags():
   for name, text in help_text.items():
     flags.DEFINE_float(name, getattr(defaults, name), text)
   _register_validator('opt_epsilon', lambda v: v > 0, 'must be > 0')
+  # Decay rates and momenta outside [0, 1) make the optimizer diverge or
+  # misbehave silently; accumulators and penalties must not be negative.
+  for name in ('momentum', 'rmsprop_momentum', 'rmsprop_decay',
+               'adadelta_rho', 'adam_beta1', 'adam_beta2'):
+    _register_validator(name, lambda v: 0.0 <= v < 1.0, 'must be in [0, 1)')
+  for name in ('adagrad_initial_accumulator_value',
+               'ftrl_initial_accumulator_value', 'ftrl_l1', 'ftrl_l2'):
+    _register_validator(name, lambda v: v >= 0.0, 'must be >= 0')
+  _register_validator('ftrl_learning_rate_power', lambda v: v <= 0.0,
+                      'must be <= 0')
 
 
 def optimizer_hparams(values):
@@ -180,6 +223,8 @@ def define_learning_rate_flags():
                      'moving average.')
   _register_validator('learning_rate', lambda v: v > 0, 'must be > 0')
   _register_validator('num_epochs_per_decay', lambda v: v > 0, 'must be > 0')
+  _register_validator('learning_rate_decay_factor', lambda v: v > 0,
+                      'must be > 0')
 
 
 def define_moving_average_flag():
@@ -224,6 +269,21 @@ def define_training_flags():
                        'TF 1 quantization-aware training; ignored on TF 2.')
 
 
+def define_performance_flags():
+  """Defines `--precision`, `--xla` and the synthetic input's `--num_classes`."""
+  flags.DEFINE_enum('precision', 'float32', list(precision.PRECISIONS),
+                    'Compute dtype of the net: mixed_bfloat16 for CPUs with '
+                    'AVX512-BF16/AMX and TPUs, mixed_float16 (with loss '
+                    'scaling) for GPUs. Variables and checkpoints stay '
+                    'float32.')
+  flags.DEFINE_bool('xla', False,
+                    'Compile the train step with XLA; for GPUs and TPUs (on '
+                    'CPU it is usually much slower).')
+  flags.DEFINE_integer('num_classes', None,
+                       'Classes of --dataset_name=synthetic (default 1001); '
+                       'other datasets know their own.', lower_bound=1)
+
+
 def define_train_flags():
   """Defines every flag of `train_image_classifier.py`."""
   define_training_flags()
@@ -234,6 +294,7 @@ def define_train_flags():
   define_dataset_flags(split_name='train')
   define_model_flags('train_image_size')
   define_fine_tuning_flags()
+  define_performance_flags()
   _register_validator('moving_average_decay', _valid_decay,
                       'must be in (0, 1)')
 

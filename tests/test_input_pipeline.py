@@ -112,12 +112,19 @@ def test_eval_reads_every_record_once_in_order(png_split):
 
 
 def test_labels_offset(png_split):
+  # Labels are 0..11: with an offset of 1, label 0 falls outside the classes
+  # (as background would for a 1000-class net). By default that is an error
+  # naming the record; skipped, the other labels come out shifted.
+  with pytest.raises(tf.errors.InvalidArgumentError, match='is not in'):
+    _collect(input_pipeline.make_dataset(
+        png_split, _keep, batch_size=4, is_training=False, image_size=SIZE,
+        labels_offset=1))
   dataset = input_pipeline.make_dataset(png_split, _keep, batch_size=4,
                                         is_training=False, image_size=SIZE,
-                                        labels_offset=1)
+                                        labels_offset=1, skip_corrupt=True)
   labels = np.concatenate(_collect(dataset)[1])
   assert labels.dtype == np.int64
-  np.testing.assert_array_equal(labels, np.arange(12) - 1)
+  np.testing.assert_array_equal(labels, np.arange(1, 12) - 1)
 
 
 def test_training_batches_are_full_and_cover_each_epoch(png_split):

@@ -1,0 +1,261 @@
+"""Training images/s of our trainer beside keras.applications + model.fit.
+
+In one run on one machine, each measurement in its own subprocess:
+
+  keras      keras.applications model (MobileNet, ResNet50), model.fit on one
+             synthetic batch repeated, momentum SGD, no XLA
+  ours       train_image_classifier.py --dataset_name=synthetic, same net
+             (mobilenet_v1, resnet_v1_50), size, batch and optimizer
+  ours/real  train_image_classifier.py on ImageNet-style JPEG TFRecords with
+             the net's own preprocessing (inception / vgg)
+
+and, with `--precisions=float32,mixed_bfloat16`, the same under Keras' mixed
+bfloat16 policy. Printed: images/s of each run (warm-up steps excluded), the
+ratios ours / Keras, real / synthetic and bfloat16 / float32, peak resident
+memory and its growth after warm-up.
+
+  python bench/train_throughput.py                    # a few minutes here
+  python bench/train_throughput.py --models=mobilenet_v1 --steps=220
+  python bench/train_throughput.py --precisions=float32,mixed_bfloat16
+"""
+
+import argparse
+import itertools
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from bench import common
+
+# Our net, the Keras application of the same architecture, default size and
+# batch (what this 2-core machine trains in a few minutes).
+MODELS = {
+    'mobilenet_v1': ('MobileNet', 128, 32),
+    'resnet_v1_50': ('ResNet50', 112, 16),
+}
+NUM_CLASSES = 1001
+LEARNING_RATE = 0.01
+MOMENTUM = 0.9
+
+
+def keras_child(args):
+  """Trains the Keras application with model.fit and logs like our trainer."""
+  import keras
+  import tensorflow as tf
+  if args.precision != 'float32':
+    keras.mixed_precision.set_global_policy(args.precision)
+  size = args.image_size
+  model = getattr(keras.applications, args.keras_model)(
+      input_shape=(size, size, 3), weights=None, classes=NUM_CLASSES,
+      classifier_activation=None)
+  optimizer = keras.optimizers.SGD(LEARNING_RATE, momentum=MOMENTUM)
+  if args.precision == 'mixed_float16':
+    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+  model.compile(optimizer=optimizer,
+                loss=keras.losses.SparseCategoricalCrossentropy(
+                    from_logits=True),
+                jit_compile=args.xla)
+  images = tf.random.stateless_uniform([args.batch_size, size, size, 3],
+                                       seed=[0, 0], minval=-1.0, maxval=1.0)
+  labels = tf.random.stateless_uniform([args.batch_size], seed=[0, 1],
+                                       maxval=NUM_CLASSES, dtype=tf.int64)
+  dataset = tf.data.Dataset.from_tensors((images, labels)).repeat().prefetch(1)
+
+  class Log(keras.callbacks.Callback):
+    """Prints `global step N: ... (x sec/step ...)` every `log_every` steps."""
+
+    def __init__(self):
+      super().__init__()
+      self.last = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+      step = batch + 1
+      if step % args.log_every == 0:
+        # Reading the loss waits for the step, as our trainer does when logging.
+        loss = float(logs['loss']) if logs and 'loss' in logs else float('nan')
+        now = time.time()
+        sec = (now - self.last) / args.log_every
+        self.last = now
+        print(f'global step {step}: loss = {loss:.4f} ({sec:.4f} sec/step, '
+              f'{args.batch_size / sec:.1f} images/sec)', file=sys.stderr,
+              flush=True)
+
+  model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0,
+            callbacks=[Log()])
+
+
+def _ours_argv(args, model, size, batch, precision, train_dir,
+               dataset_flags):
+  return [sys.executable, os.path.join(common.ROOT, 'train_image_classifier.py'),
+          f'--train_dir={train_dir}', f'--model_name={model}',
+          f'--train_image_size={size}', f'--batch_size={batch}',
+          '--optimizer=momentum', f'--momentum={MOMENTUM}',
+          f'--learning_rate={LEARNING_RATE}',
+          '--learning_rate_decay_type=fixed',
+          # Keras applications carry no weight decay: the same computation.
+          '--weight_decay=0', f'--max_number_of_steps={args.steps}',
+          f'--log_every_n_steps={args.log_every}',
+          '--save_interval_secs=100000', '--save_summaries_secs=100000',
+          f'--precision={precision}', f'--xla={args.xla}'] + dataset_flags
+
+
+def _keras_argv(args, keras_model, size, batch, precision):
+  return [sys.executable, os.path.abspath(__file__), '--child=keras',
+          f'--keras_model={keras_model}', f'--image_size={size}',
+          f'--batch_size={batch}', f'--precision={precision}',
+          f'--steps={args.steps}', f'--log_every={args.log_every}'] + (
+              ['--xla'] if args.xla else [])
+
+
+def write_records(directory, count, split_name='train', num_files=8):
+  """ImageNet-style JPEG records (about 500x375, with boxes) for real input.
+
+  The files are `<split_name>-0000N-of-0000M`, the imagenet dataset's
+  pattern. Returns the mean size of an image in KB.
+  """
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      'bench_input_pipeline',
+      os.path.join(common.ROOT, 'bench', 'input_pipeline.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  _, mean_kb = module.write_records(directory, split_name, count, num_files,
+                                    375, 500, b'jpeg', with_boxes=True)
+  return mean_kb
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--models', default='mobilenet_v1,resnet_v1_50',
+                      help='Comma-separated: ' + ', '.join(MODELS))
+  parser.add_argument('--steps', type=int, default=60,
+                      help='Steps per run, warm-up included.')
+  parser.add_argument('--warmup', type=int, default=20,
+                      help='Steps excluded from the rate.')
+  parser.add_argument('--log_every', type=int, default=10)
+  parser.add_argument('--image_size', type=int, default=None,
+                      help='Override every model\'s image size.')
+  parser.add_argument('--batch_size', type=int, default=None,
+                      help='Override every model\'s batch size.')
+  parser.add_argument('--precisions', default='float32',
+                      help='Comma-separated: float32, mixed_bfloat16, '
+                      'mixed_float16.')
+  parser.add_argument('--xla', action='store_true',
+                      help='Compile the steps with XLA (ours and Keras).')
+  parser.add_argument('--no_real', action='store_true',
+                      help='Skip the run on TFRecords.')
+  parser.add_argument('--records', type=int, default=1024,
+                      help='ImageNet-style records written for the real run.')
+  parser.add_argument('--runs', default='keras,ours,real',
+                      help='Which runs: keras, ours, real.')
+  parser.add_argument('--repeats', type=int, default=1,
+                      help='Rounds of all runs, interleaved; the best rate '
+                      'of each is kept (the machine may be shared).')
+  # The Keras subprocess.
+  parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--keras_model', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--precision', default='float32',
+                      help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.child == 'keras':
+    keras_child(args)
+    return
+  if args.warmup % args.log_every or args.steps <= args.warmup:
+    parser.error('--warmup must be a multiple of --log_every and below '
+                 '--steps.')
+
+  models = [m.strip() for m in args.models.split(',') if m.strip()]
+  for model in models:
+    if model not in MODELS:
+      parser.error(f'unknown model {model!r}; valid: {", ".join(MODELS)}')
+  precisions = [p.strip() for p in args.precisions.split(',') if p.strip()]
+  runs = set(args.runs.split(','))
+  if args.no_real:
+    runs.discard('real')
+
+  print(f'machine: {common.machine()}', flush=True)
+  print(f'load average before: {common.load_average():.2f}; steps '
+        f'{args.steps}, warm-up {args.warmup}, xla {args.xla}', flush=True)
+  scratch = tempfile.mkdtemp(prefix='train_throughput_')
+  results = {}
+  try:
+    records_dir = os.path.join(scratch, 'records')
+    if 'real' in runs:
+      os.makedirs(records_dir)
+      mean_kb = write_records(records_dir, args.records)
+      print(f'real input: {args.records} ImageNet-style JPEG records, 500x375,'
+            f' {mean_kb:.0f} KB each', flush=True)
+    for model in models:
+      keras_model, size, batch = MODELS[model]
+      size = args.image_size or size
+      batch = args.batch_size or batch
+      for precision in precisions:
+        plan = []
+        if 'keras' in runs:
+          plan.append(('keras', _keras_argv(args, keras_model, size, batch,
+                                            precision)))
+        train_dir = os.path.join(scratch, f'{model}_{precision}')
+        if 'ours' in runs:
+          plan.append(('ours', _ours_argv(
+              args, model, size, batch, precision, train_dir + '_synthetic',
+              ['--dataset_name=synthetic', f'--num_classes={NUM_CLASSES}'])))
+        if 'real' in runs and precision == precisions[0]:
+          plan.append(('real', _ours_argv(
+              args, model, size, batch, precision, train_dir + '_real',
+              ['--dataset_name=imagenet', f'--dataset_dir={records_dir}'])))
+        # Odd rounds run in reverse order: load that changes during the run
+        # then favours neither side.
+        rounds = [plan if r % 2 == 0 else plan[::-1]
+                  for r in range(args.repeats)]
+        for kind, argv in itertools.chain.from_iterable(rounds):
+          name = f'{model} {precision} {kind}'
+          shutil.rmtree(train_dir + '_synthetic', ignore_errors=True)
+          shutil.rmtree(train_dir + '_real', ignore_errors=True)
+          result = common.run(name, argv, batch_size=batch,
+                              warmup=args.warmup)
+          common.check(result)
+          best = results.get((model, precision, kind))
+          if best is None or result.images_per_sec > best.images_per_sec:
+            results[(model, precision, kind)] = result
+          print(f'{name:40s} {result.images_per_sec:7.1f} images/s  '
+                f'({common.describe(result, args.warmup)}; load '
+                f'{common.load_average():.2f})', flush=True)
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+  print('\n| model | size | batch | precision | Keras fit img/s | ours img/s |'
+        ' ours / Keras | ours real img/s | real / synthetic |')
+  print('|---|---|---|---|---|---|---|---|---|')
+  for model in models:
+    _, size, batch = MODELS[model]
+    size = args.image_size or size
+    batch = args.batch_size or batch
+    for precision in precisions:
+      get = lambda kind: results.get((model, precision, kind))
+      rate = lambda r: f'{r.images_per_sec:.1f}' if r else '-'
+      ratio = lambda a, b: (f'{a.images_per_sec / b.images_per_sec:.2f}'
+                            if a and b else '-')
+      keras_run, ours, real = get('keras'), get('ours'), get('real')
+      print(f'| {model} | {size} | {batch} | {precision} | {rate(keras_run)} '
+            f'| {rate(ours)} | {ratio(ours, keras_run)} | {rate(real)} | '
+            f'{ratio(real, ours)} |')
+  if len(precisions) > 1:
+    print()
+    for model in models:
+      for kind in ('keras', 'ours'):
+        base = results.get((model, precisions[0], kind))
+        for precision in precisions[1:]:
+          other = results.get((model, precision, kind))
+          if base and other:
+            print(f'{model} {kind}: {precision} / {precisions[0]} = '
+                  f'{other.images_per_sec / base.images_per_sec:.2f}')
+  print(f'\nload average after: {common.load_average():.2f}')
+
+
+if __name__ == '__main__':
+  main()
