@@ -401,6 +401,38 @@ class InceptionNet(Network):
                                                     'VALID')
     return net
 
+  def conv_logits(self, net, end_points, training, *, pre_logits=None,
+                  **pool_options):
+    """The 1x1-conv head of Inception v1-v3: pool, dropout, logits.
+
+    Uses the subclass's `global_pool`, `logits` (None without classes) and
+    `spatial_squeeze` attributes.
+
+    Args:
+      net: The body's output.
+      end_points: Updated with the head's end points.
+      training: Whether dropout is active.
+      pre_logits: End-point name of the dropped-out features, or None where
+        TF-Slim records none.
+      **pool_options: `kernel_size`, `stride`, `end_point` and
+        `reduce_for_small_input` of `pool`.
+
+    Returns:
+      `(logits, end_points)`, or the pooled features without classes.
+    """
+    with layers.scope('Logits'):
+      net = self.pool(net, end_points, global_pool=self.global_pool,
+                      **pool_options)
+      if not self.num_classes:
+        return net, end_points
+      net = layers.dropout(net, self.dropout_keep_prob, training)
+      if pre_logits:
+        end_points[pre_logits] = net
+      logits = self.logits(net, training=training)
+    if self.spatial_squeeze:
+      logits = tf.squeeze(logits, [1, 2])
+    return self.predictions(logits, end_points)
+
   def predictions(self, logits, end_points):
     end_points['Logits'] = logits
     end_points['Predictions'] = self.prediction_fn(logits)

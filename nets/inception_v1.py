@@ -13,8 +13,6 @@ Typical use, on 224x224 RGB images scaled to [-1, 1]:
   logits, end_points = net(images)   # end_points['Mixed_5c'], ['Predictions']
 """
 
-import tensorflow as tf
-
 from slimkit.nets import layers
 from slimkit.nets.inception_utils import (
     Conv, InceptionNet, Mixed, Pool, constructor_args, inception_layers)
@@ -101,18 +99,10 @@ class InceptionV1(InceptionNet):
 
   def forward(self, images, training):
     net, end_points = self.run_body(images, training)
-    with layers.scope('Logits'):
-      # TF-Slim pools with stride 1 here and never shrinks the 7x7 window.
-      net = self.pool(net, end_points, global_pool=self.global_pool,
-                      kernel_size=(7, 7), stride=1,
-                      end_point='AvgPool_0a_7x7', reduce_for_small_input=False)
-      if not self.num_classes:
-        return net, end_points
-      net = layers.dropout(net, self.dropout_keep_prob, training)
-      logits = self.logits(net, training=training)
-    if self.spatial_squeeze:
-      logits = tf.squeeze(logits, [1, 2])
-    return self.predictions(logits, end_points)
+    # TF-Slim pools with stride 1 here and never shrinks the 7x7 window.
+    return self.conv_logits(net, end_points, training, kernel_size=(7, 7),
+                            stride=1, end_point='AvgPool_0a_7x7',
+                            reduce_for_small_input=False)
 
 
 def inception_v1(num_classes=1000, **options):

@@ -14,9 +14,6 @@ Typical use, on 224x224 RGB images scaled to [-1, 1]:
   logits, end_points = net(images)
 """
 
-import tensorflow as tf
-
-from slimkit.nets import layers
 from slimkit.nets.inception_utils import (
     Conv, InceptionNet, Mixed, Pool, SepConv, constructor_args, depth_fn,
     inception_layers)
@@ -129,17 +126,9 @@ class InceptionV2(InceptionNet):
 
   def forward(self, images, training):
     net, end_points = self.run_body(images, training)
-    with layers.scope('Logits'):
-      net = self.pool(net, end_points, global_pool=self.global_pool,
-                      kernel_size=(7, 7), stride=2, end_point='AvgPool_1a')
-      if not self.num_classes:
-        return net, end_points
-      net = end_points['PreLogits'] = layers.dropout(
-          net, self.dropout_keep_prob, training)
-      logits = self.logits(net, training=training)
-    if self.spatial_squeeze:
-      logits = tf.squeeze(logits, [1, 2])
-    return self.predictions(logits, end_points)
+    return self.conv_logits(net, end_points, training, pre_logits='PreLogits',
+                            kernel_size=(7, 7), stride=2,
+                            end_point='AvgPool_1a')
 
 
 def inception_v2(num_classes=1000, **options):

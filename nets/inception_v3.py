@@ -17,9 +17,6 @@ Typical use, on 299x299 RGB images scaled to [-1, 1]:
   logits, end_points = net(images)   # end_points['AuxLogits'] as well
 """
 
-import tensorflow as tf
-
-from slimkit.nets import layers
 from slimkit.nets.inception_utils import (
     AuxLogits, Conv, InceptionNet, Mixed, Pool, Split, constructor_args,
     depth_fn, inception_layers)
@@ -159,17 +156,9 @@ class InceptionV3(InceptionNet):
     if self.aux_logits is not None:
       end_points['AuxLogits'] = self.aux_logits(end_points['Mixed_6e'],
                                                 training=training)
-    with layers.scope('Logits'):
-      net = self.pool(net, end_points, global_pool=self.global_pool,
-                      kernel_size=(8, 8), stride=2, end_point='AvgPool_1a')
-      if not self.num_classes:
-        return net, end_points
-      net = end_points['PreLogits'] = layers.dropout(
-          net, self.dropout_keep_prob, training)
-      logits = self.logits(net, training=training)
-    if self.spatial_squeeze:
-      logits = tf.squeeze(logits, [1, 2])
-    return self.predictions(logits, end_points)
+    return self.conv_logits(net, end_points, training, pre_logits='PreLogits',
+                            kernel_size=(8, 8), stride=2,
+                            end_point='AvgPool_1a')
 
 
 def inception_v3(num_classes=1000, **options):
