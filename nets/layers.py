@@ -68,13 +68,59 @@ def variance_scaling(factor=2.0, mode='FAN_IN', uniform=False):
       distribution='uniform' if uniform else 'truncated_normal')
 
 
+# cuDNN refuses a smaller epsilon; TF-Slim's fused batch norm raised it to
+# this value too, so checkpoints trained with 1e-5 behave as they did there.
+_MIN_FUSED_EPSILON = 1.001e-5
+
+
+class BatchNorm(keras.layers.BatchNormalization):
+  """Keras's batch norm with its variables, run on TF's fused kernel.
+
+  The variables, their names and the `trainable=False` behaviour are Keras's
+  (which are TF-Slim's); only the arithmetic of 4-D NHWC inputs moves to
+  `FusedBatchNormV3`, as `slim.batch_norm` did by default. On this CPU the
+  fused kernel runs a training forward and backward pass about 2.4x faster
+  than Keras's composed ops (`bench/batch_norm.py`), and it keeps bfloat16 and
+  float16 activations in their dtype instead of upcasting them to float32.
+
+  As in TF-Slim, the moving variance is updated with the unbiased batch
+  variance (Keras's own layer uses the biased one); the normalization itself
+  uses the biased variance in both.
+  """
+
+  def call(self, inputs, training=None, mask=None):
+    # Masks, renorm, other layouts and symbolic `training` take Keras's path.
+    if (mask is not None or self.renorm or self.synchronized
+        or len(inputs.shape) != 4 or self.axis not in (3, -1)
+        or not isinstance(training, (bool, type(None)))):
+      return super().call(inputs, training=training, mask=mask)
+    channels = inputs.shape[-1]
+    scale = (self.gamma.value if self.scale
+             else tf.ones([channels], tf.float32))
+    offset = (self.beta.value if self.center
+              else tf.zeros([channels], tf.float32))
+    train = bool(training) and self.trainable
+    outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=inputs, scale=scale, offset=offset,
+        mean=self.moving_mean.value, variance=self.moving_variance.value,
+        epsilon=max(self.epsilon, _MIN_FUSED_EPSILON),
+        # In training the kernel returns the moving averages updated with
+        # this factor: new = (1 - factor) * old + factor * batch statistic.
+        exponential_avg_factor=1.0 - self.momentum,
+        data_format='NHWC', is_training=train)
+    if train:
+      self.moving_mean.assign(mean)
+      self.moving_variance.assign(variance)
+    return tf.cast(outputs, self.compute_dtype)
+
+
 def batch_norm(decay=0.999, epsilon=0.001, center=True, scale=False,
                name='BatchNorm', **kwargs):
   """TF-Slim's batch norm (defaults of `slim.batch_norm`), named `BatchNorm`.
 
-  Keras' BatchNormalization owns `beta`, `gamma`, `moving_mean` and
-  `moving_variance`, the names TF-Slim uses, and updates the moving statistics
-  with `decay` exactly as slim does. A layer whose `trainable` is False runs in
+  The layer owns `beta`, `gamma`, `moving_mean` and `moving_variance`, the
+  names TF-Slim uses, and updates the moving statistics with `decay` exactly
+  as slim's fused batch norm does. A layer whose `trainable` is False runs in
   inference mode, so frozen layers keep their statistics.
 
   Args:
@@ -86,11 +132,10 @@ def batch_norm(decay=0.999, epsilon=0.001, center=True, scale=False,
     **kwargs: Passed to `keras.layers.BatchNormalization`.
 
   Returns:
-    A `keras.layers.BatchNormalization`.
+    A `BatchNorm` layer.
   """
-  return keras.layers.BatchNormalization(
-      momentum=decay, epsilon=epsilon, center=center, scale=scale, name=name,
-      **kwargs)
+  return BatchNorm(momentum=decay, epsilon=epsilon, center=center,
+                   scale=scale, name=name, **kwargs)
 
 
 def _activation(fn):

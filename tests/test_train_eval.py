@@ -388,3 +388,10 @@ def test_a_bad_step_leaves_batch_norm_statistics_and_weights_finite(tmp_path):
   assert all(np.isfinite(v.numpy()).all() for v in built[0].weights)
   values = _checkpoint_values(tf.train.latest_checkpoint(str(tmp_path)))
   assert all(np.isfinite(v).all() for v in values.values())
+  # With one replica the bad step is skipped outright: every variable still
+  # holds step 1's value, although RMSProp's momentum (0.9) would have moved
+  # the weights further on zero gradients.
+  step_1 = _checkpoint_values(tmp_path / 'model.ckpt-1')
+  assert set(step_1) == {v.path for v in built[0].weights}
+  for v in built[0].weights:
+    np.testing.assert_array_equal(v.numpy(), step_1[v.path])
