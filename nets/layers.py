@@ -79,7 +79,7 @@ class BatchNorm(keras.layers.BatchNormalization):
   The variables, their names and the `trainable=False` behaviour are Keras's
   (which are TF-Slim's); only the arithmetic of 4-D NHWC inputs moves to
   `FusedBatchNormV3`, as `slim.batch_norm` did by default. On this CPU the
-  fused kernel runs a training forward and backward pass about 2.4x faster
+  fused kernel runs a training forward and backward pass about 2.3x faster
   than Keras's composed ops (`bench/batch_norm.py`), and it keeps bfloat16 and
   float16 activations in their dtype instead of upcasting them to float32.
 
