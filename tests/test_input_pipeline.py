@@ -324,3 +324,34 @@ def test_bad_arguments(png_split):
   with pytest.raises(ValueError, match='image_size'):
     input_pipeline.make_dataset(png_split, _keep, batch_size=2,
                                 is_training=False, image_size='big')
+
+
+def test_png_header_pixels_of_a_group_equal_the_per_record_count():
+  pngs = [_encode(_image(1, 3, 7, 13), b'png'),
+          _encode(_image(2, 1, 40, 3), b'png')]
+  others = [_encode(_image(3, 3, 9, 5), b'jpeg'), b'GIF89a', b'\x89P']
+  encoded = tf.constant(pngs + others)
+  head = tf.strings.substr(encoded, 0, 2)
+  # pylint: disable=protected-access
+  pixels = input_pipeline._png_pixels(encoded, head).numpy()
+  assert list(pixels) == [7 * 13, 40 * 3, 0, 0, 0]
+  for png, count in zip(pngs, pixels):
+    assert int(input_pipeline._header_pixels(tf.constant(png))) == count
+
+
+@pytest.mark.parametrize('bad_index', [0, 63, 64, 130])
+def test_a_bad_record_in_any_group_is_named(tmp_path, bad_index):
+  # Records are checked in groups of 64; the error names the record, not
+  # its group, wherever it falls.
+  path = str(tmp_path / 'tiny_train_00000-of-00001.tfrecord')
+  labels = [i % 12 for i in range(140)]
+  labels[bad_index] = 12  # one past the last class
+  _write(path, labels)
+  split = _split(path, num_samples=140)
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    _collect(input_pipeline.make_dataset(split, _keep, batch_size=16,
+                                         is_training=False, image_size=SIZE))
+  error = input_pipeline.explain_input_error(split, raised.value)
+  assert isinstance(error, input_pipeline.CorruptRecordError)
+  assert f'Record {bad_index} of ' in str(error)
+  assert 'label 12' in str(error)
