@@ -9,8 +9,10 @@ Typical use (one pipeline per worker under a `tf.distribute` strategy):
           is_training=True, image_size=299, input_context=ctx))
 
 Training reads the split's files in parallel (`num_readers` at a time, in a
-shuffled order each epoch), shuffles records, repeats, decodes and
-preprocesses in parallel, and batches dropping the remainder. Evaluation reads
+shuffled order each epoch), shuffles records, repeats, parses and checks them
+in groups of 64 (vectorised ops: cheaper than per record for small images),
+decodes and preprocesses in parallel, and batches dropping the remainder.
+Evaluation reads
 every record exactly once, in file then record order, and keeps the last
 partial batch.
 
