@@ -266,6 +266,16 @@ def _num_classes(split, labels_offset):
   return split.num_classes - labels_offset if split.num_classes else None
 
 
+def _checked_record(encoded, image_format, label, num_classes, files,
+                    position):
+  """`(encoded, label)` of one record, or an error naming it and its fault."""
+  encoded = _checked_encoded(encoded, image_format, files, position)
+  encoded = _checked_pixels(encoded, files, position)
+  if num_classes is not None:
+    label = _checked_label(label, num_classes, files, position)
+  return encoded, label
+
+
 def _example_fn(split, image_fn, files, *, labels_offset):
   """Returns the map function (position, record) -> (image, label).
 
@@ -276,12 +286,10 @@ def _example_fn(split, image_fn, files, *, labels_offset):
 
   def example_fn(position, serialized):
     parsed = split.parse(serialized)
-    encoded = _checked_encoded(parsed['encoded'], parsed['format'], files,
-                               position)
-    encoded = _checked_pixels(encoded, files, position)
-    label = tf.cast(parsed['label'], tf.int64) - labels_offset
-    if num_classes is not None:
-      label = _checked_label(label, num_classes, files, position)
+    encoded, label = _checked_record(
+        parsed['encoded'], parsed['format'],
+        tf.cast(parsed['label'], tf.int64) - labels_offset, num_classes,
+        files, position)
     return image_fn(encoded, serialized), label
 
   return example_fn
@@ -311,11 +319,8 @@ def _checked_groups(records, split, files, *, labels_offset,
 
   def check_one(args):
     encoded, image_format, label, position = args
-    encoded = _checked_encoded(encoded, image_format, files, position)
-    encoded = _checked_pixels(encoded, files, position)
-    if num_classes is not None:
-      label = _checked_label(label, num_classes, files, position)
-    return encoded, label
+    return _checked_record(encoded, image_format, label, num_classes, files,
+                           position)
 
   def check(positions, serialized):
     parsed = tf.io.parse_example(serialized, spec)
