@@ -39,6 +39,7 @@ class Spec:
     channels: Input channels.
     learning_rate: Adam's rate in the tiny-data run (lower for the large
       nets without batch norm).
+    tiny_steps: Steps of the tiny-data run.
   """
   trainable: int
   variables: int
@@ -49,16 +50,17 @@ class Spec:
   classes: int = 1001
   channels: int = 3
   learning_rate: float = 1e-3
+  tiny_steps: int = 12
 
 
-def _vgg(scope, trainable, variables):
+def _vgg(scope, trainable, variables, tiny_steps=12):
   return Spec(trainable, variables, {
       f'{scope}/conv1/conv1_1': [1, 224, 224, 64],
       f'{scope}/pool5': [1, 7, 7, 512],
       f'{scope}/fc7': [1, 1, 1, 4096],
       f'{scope}/fc8': [1, 1001],
   }, features=4096, small_options={'fc_conv_padding': 'SAME'},
-              learning_rate=1e-4)
+              learning_rate=1e-4, tiny_steps=tiny_steps)
 
 
 def _mobilenet_v1(trainable, multiplier):
@@ -121,7 +123,9 @@ SPECS = {
     }, features=1024, small_size=28, classes=10, channels=1),
     'vgg_a': _vgg('vgg_a', 132867433, 22),
     'vgg_16': _vgg('vgg_16', 138361641, 32),
-    'vgg_19': _vgg('vgg_19', 143671337, 38),
+    # 19 layers without batch norm: its loss starts to move after about 11
+    # steps at this rate (2.30 -> 2.18 at step 10, 1.39 at step 20).
+    'vgg_19': _vgg('vgg_19', 143671337, 38, tiny_steps=20),
     'inception_v1': Spec(6618649, 230, {
         'Conv2d_1a_7x7': [1, 112, 112, 64],
         'Mixed_3b': [1, 28, 28, 256],
@@ -367,7 +371,7 @@ def test_learns_on_tiny_data(net_name):
   optimizer = tf.keras.optimizers.Adam(learning_rate=spec.learning_rate)
   losses = []
   # Eager steps: cheaper than tracing a train step for a few steps.
-  for _ in range(12):
+  for _ in range(spec.tiny_steps):
     with tf.GradientTape() as tape:
       logits, end_points = net(images)
       loss = _loss(logits, end_points, labels)
