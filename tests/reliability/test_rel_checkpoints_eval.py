@@ -18,9 +18,6 @@ import tensorflow as tf
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
 from slimkit.deployment import evaluator
-from slimkit.deployment import model_deploy
-from slimkit.deployment import optimization
-from slimkit.deployment import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 from tests import tiny_records
@@ -37,21 +34,7 @@ def mnist_dir(tmp_path_factory):
 def lenet_checkpoint(mnist_dir, tmp_path_factory):
   """A LeNet (10 classes) checkpoint after one step, trained in-process."""
   train_dir = str(tmp_path_factory.mktemp('lenet'))
-  split = dataset_factory.get_split('mnist', 'train', mnist_dir)
-  preprocess = preprocessing_factory.get_preprocessing('lenet', True)
-  result = trainer.train(
-      strategy=model_deploy.DeploymentConfig().strategy(),
-      network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
-                                                     is_training=True),
-      dataset_fn=lambda ctx: input_pipeline.make_dataset(
-          split, preprocess, batch_size=4, is_training=True, image_size=28,
-          input_context=ctx),
-      optimizer_fn=lambda lr: optimization.build_optimizer('sgd', lr),
-      learning_rate=0.01,
-      options=trainer.TrainOptions(train_dir=train_dir, batch_size=4,
-                                   max_number_of_steps=1,
-                                   save_summaries_secs=10 ** 6))
-  return result.checkpoint
+  return rel_common.train_in_process(mnist_dir, train_dir, 1).checkpoint
 
 
 def _explained(proc, *expected):

@@ -14,10 +14,6 @@ import tensorflow as tf
 
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import model_deploy
-from slimkit.deployment import optimization
-from slimkit.deployment import trainer
-from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 from tests import tiny_records
 from tests.reliability import rel_common
@@ -154,20 +150,7 @@ def test_train_script_names_the_file_then_skips_with_the_flag(tmp_path):
 
 def _train_one_step(dataset_dir, train_dir):
   # In-process: the scripts are what is under test here, not training.
-  split = dataset_factory.get_split('mnist', 'train', dataset_dir)
-  preprocess = preprocessing_factory.get_preprocessing('lenet', True)
-  trainer.train(
-      strategy=model_deploy.DeploymentConfig().strategy(),
-      network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
-                                                     is_training=True),
-      dataset_fn=lambda ctx: input_pipeline.make_dataset(
-          split, preprocess, batch_size=4, is_training=True, image_size=28,
-          input_context=ctx),
-      optimizer_fn=lambda lr: optimization.build_optimizer('sgd', lr),
-      learning_rate=0.01,
-      options=trainer.TrainOptions(train_dir=train_dir, batch_size=4,
-                                   max_number_of_steps=1,
-                                   save_summaries_secs=10 ** 6))
+  rel_common.train_in_process(dataset_dir, train_dir, 1)
 
 
 def test_eval_script_names_a_bad_label_then_skips_with_the_flag(dataset_dir,
