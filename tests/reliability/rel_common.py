@@ -131,11 +131,11 @@ def truncate_in_record(path, record_index=2):
     f.write(data[:pos + 12 + 40])
 
 
-def train_in_process(dataset_dir, train_dir, steps):
+def train_in_process(dataset_dir, train_dir, steps, **options):
   """Trains LeNet on tiny MNIST records in this process; returns the result.
 
   For tests where training is the setup, not what is under test (saves a
-  TensorFlow start-up).
+  TensorFlow start-up). `options` go to `trainer.TrainOptions`.
   """
   from slimkit.datasets import dataset_factory
   from slimkit.datasets import input_pipeline
@@ -158,4 +158,4 @@ def train_in_process(dataset_dir, train_dir, steps):
       learning_rate=0.01,
       options=trainer.TrainOptions(train_dir=str(train_dir), batch_size=4,
                                    max_number_of_steps=steps,
-                                   save_summaries_secs=10 ** 6))
+                                   save_summaries_secs=10 ** 6, **options))

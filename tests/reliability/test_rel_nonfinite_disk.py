@@ -116,14 +116,7 @@ def test_fp16_gradient_overflow_is_skipped_not_applied(mnist_dir, tmp_path,
   halve the scale, and training must go on (this is not a diverging run).
   """
   import keras
-  from slimkit.datasets import dataset_factory
-  from slimkit.datasets import input_pipeline
-  from slimkit.deployment import model_deploy
-  from slimkit.deployment import optimization
   from slimkit.deployment import precision as precision_lib
-  from slimkit.deployment import trainer
-  from slimkit.nets import nets_factory
-  from slimkit.preprocessing import preprocessing_factory
 
   wrapped = []
 
@@ -134,22 +127,9 @@ def test_fp16_gradient_overflow_is_skipped_not_applied(mnist_dir, tmp_path,
     return wrapped[-1]
 
   monkeypatch.setattr(precision_lib, 'wrap_optimizer', wrap)
-  split = dataset_factory.get_split('mnist', 'train', mnist_dir)
-  preprocess = preprocessing_factory.get_preprocessing('lenet', True)
   try:
-    result = trainer.train(
-        strategy=model_deploy.DeploymentConfig().strategy(),
-        network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
-                                                       is_training=True),
-        dataset_fn=lambda ctx: input_pipeline.make_dataset(
-            split, preprocess, batch_size=4, is_training=True, image_size=28,
-            input_context=ctx),
-        optimizer_fn=lambda lr: optimization.build_optimizer('sgd', lr),
-        learning_rate=0.01,
-        options=trainer.TrainOptions(
-            train_dir=str(tmp_path / 'train'), batch_size=4,
-            max_number_of_steps=24, save_summaries_secs=10 ** 6,
-            precision='mixed_float16'))
+    result = rel_common.train_in_process(mnist_dir, tmp_path / 'train', 24,
+                                         precision='mixed_float16')
   finally:
     keras.mixed_precision.set_global_policy('float32')
   assert np.isfinite(result.loss)
