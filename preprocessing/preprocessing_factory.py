@@ -53,7 +53,8 @@ STYLES = Registry('preprocessing style (--preprocessing_name)')
 for _style in (
     PreprocessingStyle('inception', inception_preprocessing.preprocess_image,
                        inception_preprocessing.preprocess_encoded),
-    PreprocessingStyle('vgg', vgg_preprocessing.preprocess_image),
+    PreprocessingStyle('vgg', vgg_preprocessing.preprocess_image,
+                       vgg_preprocessing.preprocess_encoded),
     PreprocessingStyle('cifarnet', cifarnet_preprocessing.preprocess_image),
     PreprocessingStyle('lenet', lenet_preprocessing.preprocess_image),
     PreprocessingStyle('alexnet', alexnet_preprocessing.preprocess_image),

@@ -7,6 +7,11 @@ Training: resize the shorter side to a random size in [256, 512] keeping the
 aspect ratio, take a random crop of the output size, random horizontal flip,
 subtract the ImageNet RGB means. Evaluation: shorter side to 256, central
 crop, subtract the means. Values stay on the 0-255 scale.
+
+Training interpolates only the crop's pixels from the source pixels under it
+(and `preprocess_encoded` decodes a JPEG only there), which equals resizing
+the whole image and cropping up to float rounding; evaluation resizes the
+whole image as TF-Slim did.
 """
 
 import tensorflow as tf
@@ -65,32 +70,121 @@ def _central_crop(image, crop_height, crop_width):
                                        crop_width)
 
 
+def _sample_span(in_size, out_size, start, length):
+  """The first and last positions `tf.image.resize` samples for outputs
+  `start` to `start + length - 1` (bilinear, half-pixel centres).
+
+  Returns:
+    float32 `[2]`: source positions (TensorFlow's CPU kernel arithmetic).
+  """
+  scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+  ends = tf.cast(tf.stack([start, start + length - 1]), tf.float32)
+  return (ends + 0.5) * scale - 0.5
+
+
+def _random_resized_crop(image_shape, decode_window, resize_side,
+                         output_height, output_width):
+  """Random crop and flip of the image resized to shorter side `resize_side`.
+
+  Equal (up to float rounding) to `aspect_preserving_resize`, a random crop
+  of the output size and a random horizontal flip, but it reads only the
+  pixels under the crop and interpolates only the output's: a JPEG is
+  decoded only there and no resized image is made (at a shorter side of
+  512, resizing the whole image was most of VGG training's input cost).
+
+  Args:
+    image_shape: int32 `[3]`: the source image's shape.
+    decode_window: `fn(offsets [2], sizes [2])` -> the source pixels in
+      that window, `[height, width, channels]`.
+    resize_side: Scalar int32: the shorter side after resizing.
+    output_height: Height of the crop.
+    output_width: Width of the crop.
+
+  Returns:
+    float32 `[output_height, output_width, channels]` on the source scale.
+  """
+  height, width = image_shape[0], image_shape[1]
+  new_height, new_width = _smallest_size_at_least(height, width, resize_side)
+  fits = tf.debugging.assert_greater_equal(
+      tf.stack([new_height, new_width]), [output_height, output_width],
+      message=f'VGG preprocessing: the image resized to its shorter side '
+      f'(x: height, width) is smaller than the {output_height}x'
+      f'{output_width} output (y)')
+  with tf.control_dependencies([fits]):  # before the draws that would fail
+    top = tf.random.uniform([], maxval=new_height - output_height + 1,
+                            dtype=tf.int32)
+    left = tf.random.uniform([], maxval=new_width - output_width + 1,
+                             dtype=tf.int32)
+  rows = _sample_span(height, new_height, top, output_height)
+  columns = _sample_span(width, new_width, left, output_width)
+  spans = tf.stack([rows, columns])  # [[y first, y last], [x first, x last]]
+  # The source pixels those positions interpolate between.
+  begin = tf.maximum(tf.cast(tf.floor(spans[:, 0]), tf.int32), 0)
+  end = tf.minimum(tf.cast(tf.math.ceil(spans[:, 1]), tf.int32),
+                   tf.stack([height, width]) - 1)
+  window = decode_window(begin, end - begin + 1)
+  # Resizing clamps positions outside the image (upsampling, at its edges)
+  # to the edge pixels, where crop_and_resize would give zeros: one
+  # replicated pixel on each side makes it clamp too. It is rare, and the
+  # padding costs more than the interpolation, so only then.
+  outside = tf.logical_or(
+      tf.reduce_any(spans[:, 0] < 0.0),
+      tf.reduce_any(spans[:, 1] > tf.cast(tf.stack([height, width]) - 1,
+                                          tf.float32)))
+  pad = tf.cast(outside, tf.int32)
+  window = tf.cond(
+      outside,
+      lambda: tf.pad(window, [[1, 1], [1, 1], [0, 0]], mode='SYMMETRIC'),
+      lambda: window)
+  last = tf.cast(tf.shape(window)[:2] - 1, tf.float32)
+  box = (spans - tf.cast(begin - pad, tf.float32)[:, tf.newaxis]) / last[
+      :, tf.newaxis]
+  flip = tf.random.uniform([]) < 0.5
+  box = tf.stack([box[0], tf.where(flip, tf.reverse(box[1], [0]), box[1])])
+  return tf.image.crop_and_resize(
+      window[tf.newaxis], tf.reshape(tf.transpose(box), [1, 4]), [0],
+      [output_height, output_width])[0]
+
+
+def _finish(image, use_grayscale):
+  if use_grayscale:
+    image = image_ops.to_grayscale(image)
+  return _mean_image_subtraction(image)
+
+
+def _window_of(image):
+  """The `decode_window` function of an image already decoded."""
+  channels = image_ops.num_channels(image)
+  return lambda offsets, sizes: tf.slice(
+      image, tf.concat([offsets, [0]], 0), tf.concat([sizes, [channels]], 0))
+
+
+def _eval_crop(image, output_height, output_width, resize_side):
+  # As TF-Slim: the whole image resized, then its centre, so that evaluation
+  # sees exactly TF-Slim's pixels.
+  image = aspect_preserving_resize(image, resize_side)
+  return _central_crop(image, output_height, output_width)
+
+
+def _resize_side(resize_side_min, resize_side_max):
+  return tf.random.uniform([], minval=resize_side_min,
+                           maxval=resize_side_max + 1, dtype=tf.int32)
+
+
 def preprocess_for_train(image, output_height, output_width,
                          resize_side_min=_RESIZE_SIDE_MIN,
                          resize_side_max=_RESIZE_SIDE_MAX,
                          use_grayscale=False):
   """Random scale, crop and flip of one image; see the module doc."""
-  channels = image_ops.num_channels(image)
-  resize_side = tf.random.uniform([], minval=resize_side_min,
-                                  maxval=resize_side_max + 1, dtype=tf.int32)
-  image = aspect_preserving_resize(image, resize_side)
-  image = tf.image.random_crop(image, [output_height, output_width, channels])
-  image = image_ops.to_float(image)
-  if use_grayscale:
-    image = image_ops.to_grayscale(image)
-  image = tf.image.random_flip_left_right(image)
-  return _mean_image_subtraction(image)
+  return preprocess_image(image, output_height, output_width, True,
+                          resize_side_min, resize_side_max, use_grayscale)
 
 
 def preprocess_for_eval(image, output_height, output_width,
                         resize_side=_RESIZE_SIDE_MIN, use_grayscale=False):
   """Resize of the shorter side and central crop; see the module doc."""
-  image = aspect_preserving_resize(image, resize_side)
-  image = _central_crop(image, output_height, output_width)
-  image = image_ops.to_float(image)
-  if use_grayscale:
-    image = image_ops.to_grayscale(image)
-  return _mean_image_subtraction(image)
+  return preprocess_image(image, output_height, output_width, False,
+                          resize_side, use_grayscale=use_grayscale)
 
 
 def preprocess_image(image, output_height, output_width, is_training=False,
@@ -113,11 +207,62 @@ def preprocess_image(image, output_height, output_width, is_training=False,
     float32 `[output_height, output_width, channels]`, mean-subtracted on the
     0-255 scale.
   """
-  if is_training:
-    return preprocess_for_train(image, output_height, output_width,
-                                resize_side_min=resize_side_min,
-                                resize_side_max=resize_side_max,
-                                use_grayscale=use_grayscale)
-  return preprocess_for_eval(image, output_height, output_width,
-                             resize_side=resize_side_min,
-                             use_grayscale=use_grayscale)
+  if not is_training:
+    return _finish(_eval_crop(image, output_height, output_width,
+                              resize_side_min), use_grayscale)
+  cropped = _random_resized_crop(
+      tf.shape(image), _window_of(image),
+      _resize_side(resize_side_min, resize_side_max), output_height,
+      output_width)
+  cropped.set_shape([output_height, output_width,
+                     image_ops.num_channels(image)])
+  return _finish(cropped, use_grayscale)
+
+
+def preprocess_encoded(encoded, output_height, output_width,
+                       is_training=False, channels=3,
+                       resize_side_min=_RESIZE_SIDE_MIN,
+                       resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False):
+  """Like `preprocess_image`, from the encoded PNG or JPEG bytes.
+
+  A JPEG is decoded only under the crop (`tf.io.decode_and_crop_jpeg`); the
+  result equals decoding the whole image and calling `preprocess_image`
+  (up to the random draws).
+
+  Args:
+    encoded: Scalar string tensor: the image file's bytes.
+    output_height: Height of the result.
+    output_width: Width of the result.
+    is_training: Augment, as `preprocess_image`.
+    channels: Channels to decode (1 or 3).
+    resize_side_min: As `preprocess_image`.
+    resize_side_max: As `preprocess_image`.
+    use_grayscale: As `preprocess_image`.
+
+  Returns:
+    float32 `[output_height, output_width, channels]` (1 channel with
+    `use_grayscale`), mean-subtracted on the 0-255 scale.
+  """
+  if not is_training:
+    image = tf.io.decode_image(encoded, channels=channels,
+                               expand_animations=False)
+    return preprocess_image(image, output_height, output_width, False,
+                            resize_side_min, use_grayscale=use_grayscale)
+  resize_side = _resize_side(resize_side_min, resize_side_max)
+
+  def jpeg():
+    return _random_resized_crop(
+        tf.io.extract_jpeg_shape(encoded),
+        lambda offsets, sizes: tf.io.decode_and_crop_jpeg(
+            encoded, tf.concat([offsets, sizes], 0), channels=channels),
+        resize_side, output_height, output_width)
+
+  def other():
+    image = tf.io.decode_image(encoded, channels=channels,
+                               expand_animations=False)
+    return _random_resized_crop(tf.shape(image), _window_of(image),
+                                resize_side, output_height, output_width)
+
+  cropped = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  cropped.set_shape([output_height, output_width, channels])
+  return _finish(cropped, use_grayscale)

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from slimkit.nets import nets_factory
+from slimkit.preprocessing import cifarnet_preprocessing
 from slimkit.preprocessing import inception_preprocessing
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.preprocessing import vgg_preprocessing
@@ -212,6 +213,97 @@ def test_vgg_resize_and_means():
   small = preprocessing_factory.get_preprocessing('vgg', True)(
       image, 24, 24, resize_side_min=30, resize_side_max=40)
   assert small.shape == (24, 24, 3)
+
+
+def _best_crop_match(resized, out):
+  """Least max-difference of `out` to any crop (or flipped crop) of
+  `resized`, with the (flipped, top, left) that gives it."""
+  best = (np.inf, None)
+  for flipped, source in ((False, resized), (True, resized[:, ::-1])):
+    windows = np.lib.stride_tricks.sliding_window_view(
+        source, out.shape, axis=(0, 1, 2))[:, :, 0]
+    diffs = np.abs(windows - out).max(axis=(2, 3, 4))
+    top, left = np.unravel_index(np.argmin(diffs), diffs.shape)
+    if diffs[top, left] < best[0]:
+      best = (diffs[top, left], (flipped, top, left))
+  return best
+
+
+@pytest.mark.parametrize('height,width,side,out_h,out_w', [
+    (40, 60, 48, 32, 32),   # downsampling
+    (50, 40, 70, 60, 64),   # upsampling, crops touching the edges
+    (9, 13, 40, 40, 40),    # upsampling by 4, crop = resized height
+])
+def test_vgg_training_crop_equals_resize_then_crop(height, width, side, out_h,
+                                                   out_w):
+  # Training interpolates only the crop's pixels; that must be a crop of
+  # the whole resized image (as TF-Slim made it), flipped or not.
+  image = _random_image(height, width, seed=height)
+  resized = vgg_preprocessing.aspect_preserving_resize(image, side).numpy()
+  means = np.array([123.68, 116.78, 103.94], np.float32)
+  train = preprocessing_factory.get_preprocessing('vgg', True)
+  found = set()
+  for draw in range(6):
+    if draw % 2:
+      out = train.from_encoded(tf.io.encode_png(image), out_h, out_w,
+                               resize_side_min=side, resize_side_max=side)
+    else:
+      out = train(image, out_h, out_w, resize_side_min=side,
+                  resize_side_max=side)
+    diff, where = _best_crop_match(resized, out.numpy() + means)
+    assert diff < 0.01, (diff, where)
+    found.add(where)
+  assert len(found) > 1  # the crop (or flip) is random
+
+
+def test_vgg_training_from_a_jpeg_decodes_only_the_crop():
+  image = tf.image.resize(_random_image(8, 10)[None], [45, 61])[0]
+  encoded = tf.io.encode_jpeg(tf.cast(image, tf.uint8), quality=95)
+  resized = vgg_preprocessing.aspect_preserving_resize(
+      tf.io.decode_jpeg(encoded, channels=3), 60).numpy()
+  train = preprocessing_factory.get_preprocessing('vgg', True)
+  out = train.from_encoded(encoded, 32, 32, resize_side_min=60,
+                           resize_side_max=60).numpy()
+  means = np.array([123.68, 116.78, 103.94], np.float32)
+  # libjpeg upsamples chroma differently at the window's edge.
+  diff, _ = _best_crop_match(resized, out + means)
+  assert diff < 20
+
+
+def test_vgg_output_larger_than_the_resized_image_is_named():
+  train = preprocessing_factory.get_preprocessing('vgg', True)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='smaller than the 32x32 output'):
+    train(_random_image(20, 20), 32, 32, resize_side_min=24,
+          resize_side_max=24)
+  # Inside tf.data too, where ops run in no fixed order unless told.
+  images = tf.data.Dataset.from_tensors(_random_image(20, 20)).map(
+      lambda image: train(image, 32, 32, resize_side_min=24,
+                          resize_side_max=24))
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match='smaller than the 32x32 output'):
+    next(iter(images))
+
+
+@pytest.mark.parametrize('flip', [False, True])
+def test_cifarnet_training_equals_tf_slims_op_sequence(flip):
+  # Given the same draws, our distortions equal TF-Slim's ops in TF-Slim's
+  # order, whatever the brightness delta (which standardization removes).
+  image = tf.cast(_random_image(32, 32, seed=3), tf.float32)
+  draws = tf.constant([0.3, 0.95, 0.1 if flip else 0.9, 0.4])
+  # pylint: disable=protected-access
+  ours = tf.image.per_image_standardization(
+      cifarnet_preprocessing._padded_crop_flip_contrast(image, draws, 32, 32,
+                                                        padding=4))
+  padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
+  top, left = int(0.3 * 9), int(0.95 * 9)
+  crop = padded[top:top + 32, left:left + 32]
+  if flip:
+    crop = crop[:, ::-1]
+  for delta in (-cifarnet_preprocessing._BRIGHTNESS_MAX_DELTA, 0.0, 40.0):
+    theirs = tf.image.per_image_standardization(tf.image.adjust_contrast(
+        tf.image.adjust_brightness(crop, delta), 0.2 + 1.6 * 0.4))
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4)
 
 
 def test_cifarnet_training_pads_and_crops():
