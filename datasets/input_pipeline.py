@@ -239,14 +239,18 @@ def _accepts_bbox(preprocess_fn):
 
 
 def _image_fn(split, preprocess_fn, *, height, width, use_grayscale):
-  """Returns fn(encoded, serialized) -> the preprocessed float32 image."""
+  """Returns fn(encoded, bbox) -> the preprocessed float32 image.
+
+  `bbox` is the record's float32 `[num_boxes, 4]` (ignored unless the split
+  has boxes and the style takes them).
+  """
   channels = output_channels(split, use_grayscale)
   pass_bbox = split.has_bboxes and _accepts_bbox(preprocess_fn)
   # A style that decodes for itself (JPEG crop-window decoding) does so here.
   from_encoded = getattr(preprocess_fn, 'from_encoded', None)
 
-  def image_fn(encoded, serialized):
-    options = {'bbox': split.parse(serialized)['bbox']} if pass_bbox else {}
+  def image_fn(encoded, bbox):
+    options = {'bbox': bbox} if pass_bbox else {}
     if from_encoded is not None:
       image = from_encoded(encoded, height, width, channels=split.channels,
                            use_grayscale=use_grayscale, **options)
@@ -290,7 +294,7 @@ def _example_fn(split, image_fn, files, *, labels_offset):
         parsed['encoded'], parsed['format'],
         tf.cast(parsed['label'], tf.int64) - labels_offset, num_classes,
         files, position)
-    return image_fn(encoded, serialized), label
+    return image_fn(encoded, parsed.get('bbox')), label
 
   return example_fn
 
@@ -306,16 +310,16 @@ def _checked_groups(records, split, files, *, labels_offset,
 
   On 32x32 PNGs the per-record checks (format, header pixel count, label
   range, each branching to build its message) cost tf.data about as much as
-  decoding; on a group of 64 their cost all but disappears. A group that
-  holds a JPEG (whose header must be read by `extract_jpeg_shape`, one at a
-  time) or any bad record runs the per-record checks, in record order, so
-  its errors are exactly the per-record path's.
+  decoding; on a group of 64 their cost all but disappears. A group holding
+  a bad record runs the per-record checks, in record order, so its errors
+  are exactly the per-record path's.
 
   Returns:
-    A dataset of `(encoded, label, serialized)`, one element per record.
+    A dataset of one dict per record: `encoded`, `label` and, when the split
+    has boxes, `bbox` (float32 `[num_boxes, 4]`), parsed here too.
   """
   num_classes = _num_classes(split, labels_offset)
-  spec = dict(split_lib.BASE_FEATURES)
+  spec = split.feature_spec()
 
   def check_one(args):
     encoded, image_format, label, position = args
@@ -330,20 +334,51 @@ def _checked_groups(records, split, files, *, labels_offset,
     head = tf.strings.substr(encoded, 0, 2)
     is_image = tf.reduce_any(
         tf.equal(head[:, tf.newaxis], tf.constant(_IMAGE_MAGIC)), axis=1)
-    fast = tf.logical_and(is_image, tf.not_equal(head, b'\xff\xd8'))
-    fast = tf.logical_and(fast, _png_pixels(encoded, head) <= MAX_IMAGE_PIXELS)
+    fast = tf.logical_and(is_image,
+                          _png_pixels(encoded, head) <= MAX_IMAGE_PIXELS)
     if num_classes is not None:
       fast = tf.logical_and(fast, tf.logical_and(labels >= 0,
                                                  labels < num_classes))
-    encoded, labels = tf.cond(
-        tf.reduce_all(fast), lambda: (encoded, labels),
-        lambda: tf.map_fn(check_one, (encoded, formats, labels, positions),
-                          fn_output_signature=(tf.string, tf.int64)))
-    return encoded, labels, serialized
+
+    def one_by_one():
+      return tf.map_fn(check_one, (encoded, formats, labels, positions),
+                       fn_output_signature=(tf.string, tf.int64))
+
+    def jpeg_sizes():
+      # Only when the rest passed: reading a broken JPEG header fails
+      # without naming its record, which must not pre-empt the ordered
+      # checks of the records before it.
+      ok = tf.reduce_all(_jpeg_pixels(encoded, head) <= MAX_IMAGE_PIXELS)
+      return tf.cond(ok, lambda: (encoded, labels), one_by_one)
+
+    encoded, labels = tf.cond(tf.reduce_all(fast), jpeg_sizes, one_by_one)
+    checked = {'encoded': encoded, 'label': labels}
+    if split.has_bboxes:
+      # Ragged: records hold different numbers of boxes. (Unbatching an
+      # empty dense [group, 0, 4] instead crashes TF 2.21.)
+      checked['bbox'] = tf.stack(
+          [tf.RaggedTensor.from_sparse(parsed[f'image/object/bbox/{k}'])
+           for k in ('ymin', 'xmin', 'ymax', 'xmax')], axis=2)
+    return checked
 
   return records.batch(_CHECK_GROUP).map(
       check, num_parallel_calls=num_parallel_calls,
       deterministic=deterministic).unbatch()
+
+
+def _jpeg_pixels(encoded, head):
+  """Pixels the JPEG headers of a vector of records declare (0 if not JPEG).
+
+  `extract_jpeg_shape` reads one header at a time: it runs over the
+  group's JPEGs only (none in CIFAR's PNG groups).
+  """
+  jpegs = tf.where(tf.equal(head, _IMAGE_MAGIC[0]))[:, 0]
+  pixels = tf.map_fn(
+      lambda data: tf.reduce_prod(tf.image.extract_jpeg_shape(
+          data, output_type=tf.int64)[:2]),
+      tf.gather(encoded, jpegs), fn_output_signature=tf.int64)
+  return tf.scatter_nd(jpegs[:, tf.newaxis], pixels,
+                       tf.shape(encoded, out_type=tf.int64))
 
 
 def _png_pixels(encoded, head):
@@ -533,8 +568,8 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
         records, split, files, labels_offset=labels_offset,
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
     dataset = checked.map(
-        lambda encoded, label, serialized: (image_fn(encoded, serialized),
-                                            label),
+        lambda record: (image_fn(record['encoded'], record.get('bbox')),
+                        record['label']),
         num_parallel_calls=num_preprocessing_threads or _AUTOTUNE,
         deterministic=deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)

@@ -339,6 +339,37 @@ def test_png_header_pixels_of_a_group_equal_the_per_record_count():
     assert int(input_pipeline._header_pixels(tf.constant(png))) == count
 
 
+def _jpeg_declaring(height, width):
+  """A small JPEG whose frame header (SOF0) declares height x width."""
+  data = bytearray(_encode(_image(1), b'jpeg'))
+  sof = data.index(b'\xff\xc0')
+  # Marker, length (2), precision (1), then height and width, big-endian.
+  data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+  return bytes(data)
+
+
+@pytest.mark.parametrize('bad_index', [0, 70])
+def test_a_jpeg_over_the_pixel_limit_is_named_before_decoding(tmp_path,
+                                                             bad_index):
+  # JPEG headers are read one record at a time, after the group checks.
+  bomb = _jpeg_declaring(60000, 60000)
+  assert tuple(tf.io.extract_jpeg_shape(bomb).numpy()[:2]) == (60000, 60000)
+  path = str(tmp_path / 'tiny_train_00000-of-00001.tfrecord')
+  labels = [i % 11 for i in range(100)]
+  labels[bad_index] = 11  # the only record with label 11 holds the bomb
+  _write(path, labels, fmt=b'jpeg', bbox=[0.1, 0.1, 0.9, 0.9],
+         encoded={11: bomb})
+  split = _split(path, num_samples=100, has_bboxes=True)
+  preprocess = preprocessing_factory.get_preprocessing('inception')
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    _collect(input_pipeline.make_dataset(split, preprocess, batch_size=16,
+                                         is_training=False, image_size=SIZE))
+  error = input_pipeline.explain_input_error(split, raised.value)
+  assert isinstance(error, input_pipeline.CorruptRecordError)
+  assert f'Record {bad_index} of ' in str(error)
+  assert 'decompression bomb' in str(error)
+
+
 @pytest.mark.parametrize('bad_index', [0, 63, 64, 130])
 def test_a_bad_record_in_any_group_is_named(tmp_path, bad_index):
   # Records are checked in groups of 64; the error names the record, not
