@@ -160,7 +160,8 @@ def _resize(image, height, width, fast_mode):
                         tf.float32))
 
 
-def distort_and_scale(image, delta, factor, brightness_first, max_value):
+def distort_and_scale(image, delta, factor, brightness_first, max_value,
+                      flip=False):
   """Fast mode's colour distortion and the scaling to [-1, 1], fused.
 
   Equal (up to float rounding) to `adjust_brightness(delta)` and
@@ -176,6 +177,8 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value):
     factor: Saturation factor.
     brightness_first: Scalar bool: the colour ordering.
     max_value: Full intensity of `image` (1.0 or 255.0).
+    flip: Scalar bool: also flip left-right (free when compiled: the flip is
+      an index change inside the fused loop, not a pass of its own).
 
   Returns:
     float32 `[height, width, 3]` in [-1, 1].
@@ -195,6 +198,7 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value):
   # One ClipByValue kernel (tf.clip_by_value runs two ops).
   planes = tf.raw_ops.ClipByValue(t=planes, clip_value_min=-1.0,
                                   clip_value_max=1.0)
+  planes = tf.where(flip, tf.reverse(planes, [2]), planes)
   return tf.transpose(planes, [1, 2, 0])
 
 
@@ -211,7 +215,6 @@ def _finish_train(cropped, height, width, fast_mode, use_grayscale):
   # Resizing uint8 yields floats in [0, 255]; they are distorted on that
   # scale, sparing a pass over the image.
   max_value = 255.0 if cropped.dtype == tf.uint8 else 1.0
-  image = tf.image.random_flip_left_right(image)
   if fast_mode and image_ops.num_channels(image) == 3:
     image = compiled_distort_and_scale(
         image,
@@ -219,8 +222,9 @@ def _finish_train(cropped, height, width, fast_mode, use_grayscale):
                                 _BRIGHTNESS_MAX_DELTA) * max_value,
         factor=tf.random.uniform([], *_SATURATION_RANGE),
         brightness_first=tf.random.uniform([], maxval=2, dtype=tf.int32) == 0,
-        max_value=max_value)
+        max_value=max_value, flip=tf.random.uniform([]) < 0.5)
   else:
+    image = tf.image.random_flip_left_right(image)
     image = image / max_value
     num_orderings = 2 if fast_mode else 4
     image = _random_choice(num_orderings,

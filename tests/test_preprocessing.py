@@ -183,6 +183,23 @@ def test_fused_fast_distortion_equals_the_op_sequence(max_value, compiled):
           image, delta * max_value, factor, tf.constant(brightness_first),
           max_value)
       np.testing.assert_allclose(fused.numpy(), expected.numpy(), atol=1e-5)
+      flipped = distort(
+          image, delta * max_value, factor, tf.constant(brightness_first),
+          max_value, flip=tf.constant(True))
+      np.testing.assert_allclose(flipped.numpy(), expected.numpy()[:, ::-1],
+                                 atol=1e-5)
+
+
+def test_inception_training_flips_about_half_the_images():
+  # Dark left half, bright right half; no crop, so only the flip moves it.
+  image = tf.concat([tf.zeros([20, 10, 3], tf.uint8),
+                     tf.fill([20, 10, 3], tf.constant(255, tf.uint8))], 1)
+  train = preprocessing_factory.get_preprocessing('inception', True)
+  flipped = 0
+  for _ in range(40):
+    out = train(image, 16, 16, crop_image=False).numpy()
+    flipped += int(out[:, :8].mean() > out[:, 8:].mean())
+  assert 8 <= flipped <= 32
 
 
 def test_inception_distort_color_orderings():
@@ -286,18 +303,26 @@ def test_vgg_output_larger_than_the_resized_image_is_named():
 
 
 @pytest.mark.parametrize('flip', [False, True])
-def test_cifarnet_training_equals_tf_slims_op_sequence(flip):
+@pytest.mark.parametrize('rows,columns,size,draws', [
+    (32, 32, 32, (0.3, 0.95)),
+    (32, 32, 32, (0.0, 0.0)),        # crop at the top left of the padding
+    (32, 32, 32, (0.9999, 0.9999)),  # ... and at the bottom right
+    (36, 41, 28, (0.5, 0.77)),       # larger than the output, not square
+])
+def test_cifarnet_training_equals_tf_slims_op_sequence(flip, rows, columns,
+                                                       size, draws):
   # Given the same draws, our distortions equal TF-Slim's ops in TF-Slim's
   # order, whatever the brightness delta (which standardization removes).
-  image = tf.cast(_random_image(32, 32, seed=3), tf.float32)
-  draws = tf.constant([0.3, 0.95, 0.1 if flip else 0.9, 0.4])
+  image = tf.cast(_random_image(rows, columns, seed=3), tf.float32)
+  all_draws = tf.constant(list(draws) + [0.1 if flip else 0.9, 0.4])
   # pylint: disable=protected-access
   ours = tf.image.per_image_standardization(
-      cifarnet_preprocessing._padded_crop_flip_contrast(image, draws, 32, 32,
-                                                        padding=4))
+      cifarnet_preprocessing._padded_crop_flip_contrast(
+          image, all_draws, size, size, padding=4))
   padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
-  top, left = int(0.3 * 9), int(0.95 * 9)
-  crop = padded[top:top + 32, left:left + 32]
+  top = int(draws[0] * (rows + 8 - size + 1))
+  left = int(draws[1] * (columns + 8 - size + 1))
+  crop = padded[top:top + size, left:left + size]
   if flip:
     crop = crop[:, ::-1]
   for delta in (-cifarnet_preprocessing._BRIGHTNESS_MAX_DELTA, 0.0, 40.0):
