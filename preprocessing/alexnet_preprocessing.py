@@ -5,8 +5,6 @@ same in training and evaluation, `resize_with_crop_or_pad` to the output size
 followed by per-image standardization (zero mean, unit variance).
 """
 
-import tensorflow as tf
-
 from slimkit.preprocessing import image_ops
 
 
@@ -29,4 +27,4 @@ def preprocess_image(image, output_height, output_width, is_training=False,
   if use_grayscale:
     image = image_ops.to_grayscale(image)
   image = image_ops.crop_or_pad(image, output_height, output_width)
-  return tf.image.per_image_standardization(image)
+  return image_ops.standardize(image)

@@ -17,9 +17,9 @@ _BRIGHTNESS_MAX_DELTA = 63.0
 _CONTRAST_RANGE = (0.2, 1.8)
 
 
-def _padded_crop_flip_contrast(image, draws, output_height, output_width,
-                               padding):
-  """TF-Slim's training distortions of a float image, given uniform draws.
+def _distorted(image, draws, output_height, output_width, padding):
+  """TF-Slim's training distortions of a float image, given uniform draws,
+  and the per-image standardization.
 
   Args:
     image: float32 `[height, width, channels]`.
@@ -30,7 +30,7 @@ def _padded_crop_flip_contrast(image, draws, output_height, output_width,
     padding: Zero padding on every side before the crop.
 
   Returns:
-    float32 `[output_height, output_width, channels]`, not yet standardized.
+    float32 `[output_height, output_width, channels]`, standardized.
   """
   channels = image_ops.num_channels(image)
   if padding > 0:
@@ -46,7 +46,8 @@ def _padded_crop_flip_contrast(image, draws, output_height, output_width,
   image = tf.cond(draws[2] < 0.5, lambda: tf.reverse(image, [1]),
                   lambda: image)
   low, high = _CONTRAST_RANGE
-  return tf.image.adjust_contrast(image, low + (high - low) * draws[3])
+  image = tf.image.adjust_contrast(image, low + (high - low) * draws[3])
+  return image_ops.standardize(image)
 
 
 def preprocess_for_train(image, output_height, output_width, padding=_PADDING,
@@ -62,9 +63,8 @@ def preprocess_for_train(image, output_height, output_width, padding=_PADDING,
   image = image_ops.to_float(image)
   if use_grayscale:
     image = image_ops.to_grayscale(image)
-  image = _padded_crop_flip_contrast(image, tf.random.uniform([4]),
-                                     output_height, output_width, padding)
-  return tf.image.per_image_standardization(image)
+  return _distorted(image, tf.random.uniform([4]), output_height,
+                    output_width, padding)
 
 
 def preprocess_for_eval(image, output_height, output_width,
@@ -75,7 +75,7 @@ def preprocess_for_eval(image, output_height, output_width,
     image = image_ops.to_grayscale(image)
   # TF-Slim passes (width, height) here; only square outputs worked there.
   image = image_ops.crop_or_pad(image, output_height, output_width)
-  return tf.image.per_image_standardization(image)
+  return image_ops.standardize(image)
 
 
 def preprocess_image(image, output_height, output_width, is_training=False,

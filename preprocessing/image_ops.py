@@ -60,3 +60,26 @@ def crop_or_pad(image, height, width):
       lambda: tf.image.resize_with_crop_or_pad(image, height, width))
   result.set_shape([height, width, image.shape[-1]])
   return result
+
+
+def standardize(image):
+  """`tf.image.per_image_standardization` in half the ops.
+
+  Equal up to float rounding: dividing the centred image by
+  `max(std, 1/sqrt(N))` is multiplying it by `rsqrt(max(variance, 1/N))`,
+  and the variance is taken of the centred image already made. A 32x32
+  image costs tf.data per op, not per pixel.
+
+  Args:
+    image: float32 `[height, width, channels]`.
+
+  Returns:
+    float32 image with mean 0 and standard deviation 1 (less for a nearly
+    constant image).
+  """
+  num_values = tf.cast(tf.size(image), tf.float32)
+  if image.shape.is_fully_defined():  # a constant instead of two ops
+    num_values = float(image.shape.num_elements())
+  centred = image - tf.reduce_mean(image)
+  variance = tf.reduce_mean(tf.square(centred))
+  return centred * tf.math.rsqrt(tf.maximum(variance, 1.0 / num_values))

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import cifarnet_preprocessing
+from slimkit.preprocessing import image_ops
 from slimkit.preprocessing import inception_preprocessing
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.preprocessing import vgg_preprocessing
@@ -316,9 +317,8 @@ def test_cifarnet_training_equals_tf_slims_op_sequence(flip, rows, columns,
   image = tf.cast(_random_image(rows, columns, seed=3), tf.float32)
   all_draws = tf.constant(list(draws) + [0.1 if flip else 0.9, 0.4])
   # pylint: disable=protected-access
-  ours = tf.image.per_image_standardization(
-      cifarnet_preprocessing._padded_crop_flip_contrast(
-          image, all_draws, size, size, padding=4))
+  ours = cifarnet_preprocessing._distorted(image, all_draws, size, size,
+                                          padding=4)
   padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])
   top = int(draws[0] * (rows + 8 - size + 1))
   left = int(draws[1] * (columns + 8 - size + 1))
@@ -329,6 +329,22 @@ def test_cifarnet_training_equals_tf_slims_op_sequence(flip, rows, columns,
     theirs = tf.image.per_image_standardization(tf.image.adjust_contrast(
         tf.image.adjust_brightness(crop, delta), 0.2 + 1.6 * 0.4))
     np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-4)
+
+
+def test_standardize_equals_tensorflows_op():
+  for image in (tf.cast(_random_image(32, 32, seed=5), tf.float32),
+                tf.fill([8, 6, 3], 7.0),  # constant: the minimum std
+                tf.cast(_random_image(5, 9, channels=1), tf.float32)):
+    np.testing.assert_allclose(
+        image_ops.standardize(image).numpy(),
+        tf.image.per_image_standardization(image).numpy(), atol=1e-5)
+  # Unknown static shape (inside tf.data the decoded size is dynamic).
+  dynamic = tf.function(image_ops.standardize).get_concrete_function(
+      tf.TensorSpec([None, None, 3], tf.float32))
+  image = tf.cast(_random_image(7, 11, seed=6), tf.float32)
+  np.testing.assert_allclose(
+      dynamic(image).numpy(),
+      tf.image.per_image_standardization(image).numpy(), atol=1e-5)
 
 
 def test_cifarnet_training_pads_and_crops():
