@@ -344,21 +344,17 @@ def _checked_groups(records, split, files, *, labels_offset,
       return tf.map_fn(check_one, (encoded, formats, labels, positions),
                        fn_output_signature=(tf.string, tf.int64))
 
-    def jpeg_sizes():
-      # Only when the rest passed: reading a broken JPEG header fails
-      # without naming its record, which must not pre-empt the ordered
-      # checks of the records before it.
-      ok = tf.reduce_all(_jpeg_pixels(encoded, head) <= MAX_IMAGE_PIXELS)
-      return tf.cond(ok, lambda: (encoded, labels), one_by_one)
-
-    encoded, labels = tf.cond(tf.reduce_all(fast), jpeg_sizes, one_by_one)
+    # JPEG headers are read only when the rest passed: a broken one fails
+    # without naming its record, which must not pre-empt the ordered
+    # checks of the records before it.
+    fast = tf.cond(
+        tf.reduce_all(fast),
+        lambda: tf.reduce_all(_jpeg_pixels(encoded, head) <= MAX_IMAGE_PIXELS),
+        lambda: tf.constant(False))
+    encoded, labels = tf.cond(fast, lambda: (encoded, labels), one_by_one)
     checked = {'encoded': encoded, 'label': labels}
     if split.has_bboxes:
-      # Ragged: records hold different numbers of boxes. (Unbatching an
-      # empty dense [group, 0, 4] instead crashes TF 2.21.)
-      checked['bbox'] = tf.stack(
-          [tf.RaggedTensor.from_sparse(parsed[f'image/object/bbox/{k}'])
-           for k in ('ymin', 'xmin', 'ymax', 'xmax')], axis=2)
+      checked['bbox'], checked['num_boxes'] = _group_boxes(parsed)
     return checked
 
   return records.batch(_CHECK_GROUP).map(
@@ -366,19 +362,54 @@ def _checked_groups(records, split, files, *, labels_offset,
       deterministic=deterministic).unbatch()
 
 
+def _group_boxes(parsed):
+  """The boxes of a parsed group: float32 `[group, max boxes, 4]` and counts.
+
+  Dense and padded, with room for at least one box: ragged tensors would
+  add dozens of ops to the pipeline's function (its start-up shows on a
+  short evaluation), and unbatching an empty `[group, 0, 4]` crashes
+  TF 2.21. `num_boxes` says how many rows of each record's are real.
+  """
+  coords = [parsed[f'image/object/bbox/{k}']
+            for k in ('ymin', 'xmin', 'ymax', 'xmax')]
+  width = tf.maximum(coords[0].dense_shape[1], 1)
+  shape = tf.stack([coords[0].dense_shape[0], width])
+  boxes = tf.stack([tf.sparse.to_dense(tf.sparse.reset_shape(c, shape))
+                    for c in coords], axis=2)
+  num_boxes = tf.math.bincount(tf.cast(coords[0].indices[:, 0], tf.int32),
+                               minlength=tf.cast(shape[0], tf.int32),
+                               dtype=tf.int64)
+  return boxes, num_boxes
+
+
 def _jpeg_pixels(encoded, head):
   """Pixels the JPEG headers of a vector of records declare (0 if not JPEG).
 
-  `extract_jpeg_shape` reads one header at a time: it runs over the
-  group's JPEGs only (none in CIFAR's PNG groups).
+  `extract_jpeg_shape` reads one header per op: a `map_fn` runs it over the
+  group's JPEGs. Groups without a JPEG (CIFAR's) skip it. (The 64 reads
+  written out as ops instead made the pipeline's start-up 0.25 s of CPU
+  longer, which a short evaluation notices.)
   """
-  jpegs = tf.where(tf.equal(head, _IMAGE_MAGIC[0]))[:, 0]
-  pixels = tf.map_fn(
-      lambda data: tf.reduce_prod(tf.image.extract_jpeg_shape(
-          data, output_type=tf.int64)[:2]),
-      tf.gather(encoded, jpegs), fn_output_signature=tf.int64)
-  return tf.scatter_nd(jpegs[:, tf.newaxis], pixels,
-                       tf.shape(encoded, out_type=tf.int64))
+  is_jpeg = tf.equal(head, _IMAGE_MAGIC[0])
+
+  def read():
+    jpegs = tf.where(is_jpeg)[:, 0]
+    pixels = tf.map_fn(
+        lambda data: tf.reduce_prod(tf.image.extract_jpeg_shape(
+            data, output_type=tf.int64)[:2]),
+        tf.gather(encoded, jpegs), fn_output_signature=tf.int64)
+    return tf.scatter_nd(jpegs[:, tf.newaxis], pixels,
+                         tf.shape(encoded, out_type=tf.int64))
+
+  return tf.cond(tf.reduce_any(is_jpeg), read,
+                 lambda: tf.zeros(tf.shape(encoded), tf.int64))
+
+
+def _record_boxes(record):
+  """One record's float32 `[num_boxes, 4]` from `_group_boxes`, or None."""
+  if 'bbox' not in record:
+    return None
+  return record['bbox'][:record['num_boxes']]
 
 
 def _png_pixels(encoded, head):
@@ -568,7 +599,7 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
         records, split, files, labels_offset=labels_offset,
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
     dataset = checked.map(
-        lambda record: (image_fn(record['encoded'], record.get('bbox')),
+        lambda record: (image_fn(record['encoded'], _record_boxes(record)),
                         record['label']),
         num_parallel_calls=num_preprocessing_threads or _AUTOTUNE,
         deterministic=deterministic)

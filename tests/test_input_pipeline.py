@@ -228,6 +228,35 @@ def test_plain_function_gets_bbox_when_it_takes_it(tmp_path):
   assert np.all(images[0] == 1.0)
 
 
+def test_each_record_gets_its_own_boxes(tmp_path):
+  # Records hold 0, 1, 2 or 3 boxes, in groups checked together and across
+  # a group boundary (records 60-69); each must get exactly its own.
+  rng = np.random.RandomState(0)
+  boxes = [rng.uniform(0, 1, (i % 4, 4)).astype(np.float32)
+           for i in range(70)]
+  path = str(tmp_path / 'boxes.tfrecord')
+  data = _encode(_image(1), b'png')
+  with tf.io.TFRecordWriter(path) as writer:
+    for i, record_boxes in enumerate(boxes):
+      writer.write(_example(data, b'png', i % 12, SIZE, SIZE,
+                            record_boxes).SerializeToString())
+  split = _split(path, has_bboxes=True, num_samples=70)
+
+  def boxes_as_pixels(image, height, width, bbox):
+    del image, height, width
+    padded = tf.concat([bbox, tf.fill([4 - tf.shape(bbox)[0], 4], -1.0)], 0)
+    return tf.tile(padded[:, :, tf.newaxis], [1, 1, 3])
+
+  dataset = input_pipeline.make_dataset(split, boxes_as_pixels, batch_size=7,
+                                        is_training=False, image_size=4)
+  images, _ = _collect(dataset)
+  images = np.concatenate(images)
+  for i, record_boxes in enumerate(boxes):
+    count = len(record_boxes)
+    np.testing.assert_array_equal(images[i, :count, :, 0], record_boxes)
+    assert np.all(images[i, count:] == -1.0)
+
+
 def test_grayscale(png_split, tmp_path):
   preprocess = preprocessing_factory.get_preprocessing('lenet')
   for fn, flag in ((preprocess, True), (_keep, True),
