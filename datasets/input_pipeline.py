@@ -316,7 +316,8 @@ def _checked_groups(records, split, files, *, labels_offset,
 
   Returns:
     A dataset of one dict per record: `encoded`, `label` and, when the split
-    has boxes, `bbox` (float32 `[num_boxes, 4]`), parsed here too.
+    has boxes, `bbox` and `num_boxes` (see `_group_boxes`; `_record_boxes`
+    takes a record's own), parsed here too.
   """
   num_classes = _num_classes(split, labels_offset)
   spec = split.feature_spec()

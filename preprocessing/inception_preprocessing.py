@@ -198,7 +198,8 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value,
   # One ClipByValue kernel (tf.clip_by_value runs two ops).
   planes = tf.raw_ops.ClipByValue(t=planes, clip_value_min=-1.0,
                                   clip_value_max=1.0)
-  planes = tf.where(flip, tf.reverse(planes, [2]), planes)
+  if flip is not False:  # a tensor (or True)
+    planes = tf.where(flip, tf.reverse(planes, [2]), planes)
   return tf.transpose(planes, [1, 2, 0])
 
 
