@@ -368,6 +368,16 @@ def test_png_header_pixels_of_a_group_equal_the_per_record_count():
     assert int(input_pipeline._header_pixels(tf.constant(png))) == count
 
 
+def _explained_failure(split, preprocess):
+  """The `CorruptRecordError` explaining why an evaluation pass fails."""
+  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+    _collect(input_pipeline.make_dataset(split, preprocess, batch_size=16,
+                                         is_training=False, image_size=SIZE))
+  error = input_pipeline.explain_input_error(split, raised.value)
+  assert isinstance(error, input_pipeline.CorruptRecordError)
+  return error
+
+
 def _jpeg_declaring(height, width):
   """A small JPEG whose frame header (SOF0) declares height x width."""
   data = bytearray(_encode(_image(1), b'jpeg'))
@@ -389,12 +399,8 @@ def test_a_jpeg_over_the_pixel_limit_is_named_before_decoding(tmp_path,
   _write(path, labels, fmt=b'jpeg', bbox=[0.1, 0.1, 0.9, 0.9],
          encoded={11: bomb})
   split = _split(path, num_samples=100, has_bboxes=True)
-  preprocess = preprocessing_factory.get_preprocessing('inception')
-  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
-    _collect(input_pipeline.make_dataset(split, preprocess, batch_size=16,
-                                         is_training=False, image_size=SIZE))
-  error = input_pipeline.explain_input_error(split, raised.value)
-  assert isinstance(error, input_pipeline.CorruptRecordError)
+  error = _explained_failure(
+      split, preprocessing_factory.get_preprocessing('inception'))
   assert f'Record {bad_index} of ' in str(error)
   assert 'decompression bomb' in str(error)
 
@@ -407,11 +413,6 @@ def test_a_bad_record_in_any_group_is_named(tmp_path, bad_index):
   labels = [i % 12 for i in range(140)]
   labels[bad_index] = 12  # one past the last class
   _write(path, labels)
-  split = _split(path, num_samples=140)
-  with pytest.raises(tf.errors.InvalidArgumentError) as raised:
-    _collect(input_pipeline.make_dataset(split, _keep, batch_size=16,
-                                         is_training=False, image_size=SIZE))
-  error = input_pipeline.explain_input_error(split, raised.value)
-  assert isinstance(error, input_pipeline.CorruptRecordError)
+  error = _explained_failure(_split(path, num_samples=140), _keep)
   assert f'Record {bad_index} of ' in str(error)
   assert 'label 12' in str(error)
