@@ -62,6 +62,44 @@ def crop_or_pad(image, height, width):
   return result
 
 
+def window_of(image):
+  """`fn(offsets [2], sizes [2])` -> the pixels of a decoded image there."""
+  channels = num_channels(image)
+  return lambda offsets, sizes: tf.slice(
+      image, tf.concat([offsets, [0]], 0), tf.concat([sizes, [channels]], 0))
+
+
+def crop_from_encoded(encoded, channels, crop_fn):
+  """Runs `crop_fn(image_shape, decode_window)` on encoded PNG or JPEG bytes.
+
+  `crop_fn` gets the image's shape and a `window_of`-like function to read
+  pixels with. A JPEG's shape comes from its header and only the windows
+  asked for are decoded (`tf.io.decode_and_crop_jpeg`); other formats are
+  decoded whole and sliced.
+
+  Args:
+    encoded: Scalar string tensor: the image file's bytes.
+    channels: Channels to decode (1 or 3).
+    crop_fn: `fn(image_shape int32 [3], decode_window) -> tensor`.
+
+  Returns:
+    What `crop_fn` returns.
+  """
+
+  def jpeg():
+    return crop_fn(
+        tf.io.extract_jpeg_shape(encoded),
+        lambda offsets, sizes: tf.io.decode_and_crop_jpeg(
+            encoded, tf.concat([offsets, sizes], 0), channels=channels))
+
+  def other():
+    image = tf.io.decode_image(encoded, channels=channels,
+                               expand_animations=False)
+    return crop_fn(tf.shape(image), window_of(image))
+
+  return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+
+
 def standardize(image):
   """`tf.image.per_image_standardization` in half the ops.
 

@@ -300,8 +300,7 @@ def preprocess_image(image, height, width, is_training=False, bbox=None,
   channels = image_ops.num_channels(image)
   offsets, sizes = _window(tf.shape(image), is_training, bbox, crop_image,
                            central_fraction)
-  cropped = tf.slice(image, tf.concat([offsets, [0]], 0),
-                     tf.concat([sizes, [channels]], 0))
+  cropped = image_ops.window_of(image)(offsets, sizes)
   cropped.set_shape([None, None, channels])
   return _finish(cropped, height, width, is_training, fast_mode,
                  use_grayscale)
@@ -332,22 +331,10 @@ def preprocess_encoded(encoded, height, width, is_training=False, channels=3,
     float32 `[height, width, channels]` in [-1, 1] (1 channel with
     `use_grayscale`).
   """
-  window = lambda shape: _window(shape, is_training, bbox, crop_image,
-                                 central_fraction)
-
-  def jpeg():
-    offsets, sizes = window(tf.io.extract_jpeg_shape(encoded))
-    return tf.io.decode_and_crop_jpeg(encoded, tf.concat([offsets, sizes], 0),
-                                      channels=channels)
-
-  def other():
-    image = tf.io.decode_image(encoded, channels=channels,
-                               expand_animations=False)
-    offsets, sizes = window(tf.shape(image))
-    return tf.slice(image, tf.concat([offsets, [0]], 0),
-                    tf.concat([sizes, [channels]], 0))
-
-  cropped = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  cropped = image_ops.crop_from_encoded(
+      encoded, channels,
+      lambda shape, decode_window: decode_window(*_window(
+          shape, is_training, bbox, crop_image, central_fraction)))
   cropped.set_shape([None, None, channels])
   return _finish(cropped, height, width, is_training, fast_mode,
                  use_grayscale)

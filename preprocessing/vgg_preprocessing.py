@@ -152,13 +152,6 @@ def _finish(image, use_grayscale):
   return _mean_image_subtraction(image)
 
 
-def _window_of(image):
-  """The `decode_window` function of an image already decoded."""
-  channels = image_ops.num_channels(image)
-  return lambda offsets, sizes: tf.slice(
-      image, tf.concat([offsets, [0]], 0), tf.concat([sizes, [channels]], 0))
-
-
 def _eval_crop(image, output_height, output_width, resize_side):
   # As TF-Slim: the whole image resized, then its centre, so that evaluation
   # sees exactly TF-Slim's pixels.
@@ -211,7 +204,7 @@ def preprocess_image(image, output_height, output_width, is_training=False,
     return _finish(_eval_crop(image, output_height, output_width,
                               resize_side_min), use_grayscale)
   cropped = _random_resized_crop(
-      tf.shape(image), _window_of(image),
+      tf.shape(image), image_ops.window_of(image),
       _resize_side(resize_side_min, resize_side_max), output_height,
       output_width)
   cropped.set_shape([output_height, output_width,
@@ -249,20 +242,9 @@ def preprocess_encoded(encoded, output_height, output_width,
     return preprocess_image(image, output_height, output_width, False,
                             resize_side_min, use_grayscale=use_grayscale)
   resize_side = _resize_side(resize_side_min, resize_side_max)
-
-  def jpeg():
-    return _random_resized_crop(
-        tf.io.extract_jpeg_shape(encoded),
-        lambda offsets, sizes: tf.io.decode_and_crop_jpeg(
-            encoded, tf.concat([offsets, sizes], 0), channels=channels),
-        resize_side, output_height, output_width)
-
-  def other():
-    image = tf.io.decode_image(encoded, channels=channels,
-                               expand_animations=False)
-    return _random_resized_crop(tf.shape(image), _window_of(image),
-                                resize_side, output_height, output_width)
-
-  cropped = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+  cropped = image_ops.crop_from_encoded(
+      encoded, channels,
+      lambda shape, decode_window: _random_resized_crop(
+          shape, decode_window, resize_side, output_height, output_width))
   cropped.set_shape([output_height, output_width, channels])
   return _finish(cropped, use_grayscale)
