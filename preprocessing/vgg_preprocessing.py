@@ -58,8 +58,7 @@ def aspect_preserving_resize(image, smallest_side):
   shape = tf.shape(image)
   new_height, new_width = _smallest_size_at_least(shape[0], shape[1],
                                                   smallest_side)
-  return tf.image.resize(image, tf.stack([new_height, new_width]),
-                         method='bilinear')
+  return image_ops.resize_bilinear(image, new_height, new_width)
 
 
 def _central_crop(image, crop_height, crop_width):

@@ -172,7 +172,12 @@ def test_fused_fast_distortion_equals_the_op_sequence(max_value, compiled):
              else inception_preprocessing.distort_and_scale)
   rng = np.random.RandomState(4)
   image = tf.constant(rng.uniform(0, max_value, (16, 12, 3)), tf.float32)
-  for delta, factor in ((0.1, 1.4), (-0.12, 0.6), (0.05, 1.0)):
+  # Black (a negative delta first makes its limit negative), grey (no
+  # chroma), pure red (saturated), a nearly grey pixel.
+  special = tf.constant([[[0, 0, 0], [.5, .5, .5], [1, 0, 0], [.5, .5, .501]]
+                         ] * 3, tf.float32) * max_value
+  image = tf.concat([image, tf.tile(special, [1, 3, 1])], 0)
+  for delta, factor in ((0.1, 1.4), (-0.12, 0.6), (0.05, 1.0), (-0.1, 1.5)):
     for brightness_first in (True, False):
       unit = image / max_value
       if brightness_first:
@@ -189,6 +194,18 @@ def test_fused_fast_distortion_equals_the_op_sequence(max_value, compiled):
           max_value, flip=tf.constant(True))
       np.testing.assert_allclose(flipped.numpy(), expected.numpy()[:, ::-1],
                                  atol=1e-5)
+
+
+@pytest.mark.parametrize('dtype', [tf.uint8, tf.float32])
+def test_resize_bilinear_equals_tf_image_resize(dtype):
+  rng = np.random.RandomState(5)
+  for source, size in (((37, 50), (24, 24)), ((20, 16), (48, 40)),
+                       ((30, 30), (30, 30)), ((9, 70), (13, 11))):
+    image = tf.cast(rng.randint(0, 256, source + (3,)), dtype)
+    ours = image_ops.resize_bilinear(image, *size)
+    assert ours.dtype == tf.float32 and ours.shape == size + (3,)
+    np.testing.assert_array_equal(ours.numpy(),
+                                  tf.image.resize(image, size).numpy())
 
 
 def test_inception_training_flips_about_half_the_images():
