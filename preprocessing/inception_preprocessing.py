@@ -208,8 +208,9 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value,
 
 
 # The same function compiled by XLA, which fuses its elementwise passes over
-# the image into one loop: 3.3x faster inside tf.data on a 2-core CPU than
-# TensorFlow's ops (15,200 vs 4,500 224x224 images/s). Compiled once per
+# the image: inside tf.data on a 2-core CPU, 3.3x faster than TensorFlow's
+# ops already as two loops (15,200 vs 4,500 224x224 images/s); one loop costs
+# a quarter to a third less again (docs/input_pipeline.md). Compiled once per
 # image size; tf.data runs it on the host CPU whatever the accelerator.
 compiled_distort_and_scale = tf.function(distort_and_scale, jit_compile=True)
 
