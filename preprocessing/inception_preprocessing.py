@@ -7,7 +7,9 @@ when there are no boxes), bilinear resize to the output size, random
 horizontal flip, random colour distortion (brightness and saturation; hue and
 contrast too unless `fast_mode`), scale to [-1, 1]. Evaluation: central crop
 keeping 0.875 of each side (`tf.image.central_crop`'s fraction), bilinear
-resize, scale to [-1, 1].
+resize, scale to [-1, 1]. Every resize is TF 1's, without half-pixel centres,
+as TF-Slim's (`image_ops.resize_bilinear`), so evaluation gives TF-Slim's
+pixels.
 
 `preprocess_encoded` does the same from the encoded bytes: for a JPEG it
 decodes only the crop window (`tf.io.decode_and_crop_jpeg`), which is what
@@ -150,15 +152,19 @@ def _whole_window(image_shape):
 
 
 def _resize(image, height, width, fast_mode):
-  """Resizes to [height, width]; the result is float32 on the input's scale."""
+  """Resizes to [height, width]; the result is float32 on the input's scale.
+
+  TF 1's resize, as TF-Slim's `tf.image.resize_images` (no half-pixel
+  centres; see `image_ops.resize_bilinear`).
+  """
   if fast_mode:
     return image_ops.resize_bilinear(image, height, width)
   # Cast first: the same pixels, and nearest-neighbour returns float32 too.
   image = image_ops.to_float(image)
   return _random_choice(
       len(_RESIZE_METHODS),
-      lambda m: tf.image.resize(image, [height, width],
-                                method=_RESIZE_METHODS[m]))
+      lambda m: tf.compat.v1.image.resize_images(
+          image, [height, width], method=_RESIZE_METHODS[m]))
 
 
 def distort_and_scale(image, delta, factor, brightness_first, max_value,

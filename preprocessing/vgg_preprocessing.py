@@ -8,6 +8,9 @@ aspect ratio, take a random crop of the output size, random horizontal flip,
 subtract the ImageNet RGB means. Evaluation: shorter side to 256, central
 crop, subtract the means. Values stay on the 0-255 scale.
 
+Resizing is TF-Slim's: the new size is rounded as its `_smallest_size_at_least`
+rounds it, and the bilinear resize is TF 1's, without half-pixel centres
+(`image_ops.resize_bilinear`), so evaluation gives TF-Slim's pixels exactly.
 Training interpolates only the crop's pixels from the source pixels under it
 (and `preprocess_encoded` decodes a JPEG only there), which equals resizing
 the whole image and cropping up to float rounding; evaluation resizes the
@@ -38,15 +41,20 @@ def _mean_image_subtraction(image):
 
 
 def _smallest_size_at_least(height, width, smallest_side):
-  """Returns (new_height, new_width) whose shorter side is `smallest_side`."""
-  # Integer arithmetic: the shorter side comes out exactly `smallest_side`
-  # (float scaling can land one pixel short).
-  height = tf.cast(height, tf.int64)
-  width = tf.cast(width, tf.int64)
-  side = tf.cast(smallest_side, tf.int64)
-  new_height = tf.where(height <= width, side, height * side // width)
-  new_width = tf.where(height <= width, width * side // height, side)
-  return tf.cast(new_height, tf.int32), tf.cast(new_width, tf.int32)
+  """Returns (new_height, new_width) whose shorter side is `smallest_side`.
+
+  TF-Slim's arithmetic, in float32: `scale = smallest_side / min(height,
+  width)`, each side `rint(side * scale)`. The longer side therefore rounds
+  to nearest (a 300x451 image at 256 becomes 256x385, not 256x384), and the
+  shorter side comes out exactly `smallest_side`.
+  """
+  height = tf.cast(height, tf.float32)
+  width = tf.cast(width, tf.float32)
+  side = tf.cast(smallest_side, tf.float32)
+  scale = side / tf.minimum(height, width)
+  new_height = tf.cast(tf.math.rint(height * scale), tf.int32)
+  new_width = tf.cast(tf.math.rint(width * scale), tf.int32)
+  return new_height, new_width
 
 
 def aspect_preserving_resize(image, smallest_side):
@@ -70,15 +78,15 @@ def _central_crop(image, crop_height, crop_width):
 
 
 def _sample_span(in_size, out_size, start, length):
-  """The first and last positions `tf.image.resize` samples for outputs
-  `start` to `start + length - 1` (bilinear, half-pixel centres).
+  """The first and last positions `image_ops.resize_bilinear` samples for
+  outputs `start` to `start + length - 1` (TF 1's: output `i` at `i * scale`).
 
   Returns:
     float32 `[2]`: source positions (TensorFlow's CPU kernel arithmetic).
   """
   scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
   ends = tf.cast(tf.stack([start, start + length - 1]), tf.float32)
-  return (ends + 0.5) * scale - 0.5
+  return ends * scale
 
 
 def _random_resized_crop(image_shape, decode_window, resize_side,
@@ -118,25 +126,23 @@ def _random_resized_crop(image_shape, decode_window, resize_side,
   columns = _sample_span(width, new_width, left, output_width)
   spans = tf.stack([rows, columns])  # [[y first, y last], [x first, x last]]
   # The source pixels those positions interpolate between.
-  begin = tf.maximum(tf.cast(tf.floor(spans[:, 0]), tf.int32), 0)
+  begin = tf.cast(tf.floor(spans[:, 0]), tf.int32)
   end = tf.minimum(tf.cast(tf.math.ceil(spans[:, 1]), tf.int32),
                    tf.stack([height, width]) - 1)
   window = decode_window(begin, end - begin + 1)
-  # Resizing clamps positions outside the image (upsampling, at its edges)
-  # to the edge pixels, where crop_and_resize would give zeros: one
-  # replicated pixel on each side makes it clamp too. It is rare, and the
+  # Resizing clamps positions past the last pixel (upsampling, at the bottom
+  # and right edges) to the edge pixels, where crop_and_resize would give
+  # zeros: one replicated pixel below and to the right makes it clamp too.
+  # (TF 1's positions `i * scale` are never below 0.) It is rare, and the
   # padding costs more than the interpolation, so only then.
-  outside = tf.logical_or(
-      tf.reduce_any(spans[:, 0] < 0.0),
-      tf.reduce_any(spans[:, 1] > tf.cast(tf.stack([height, width]) - 1,
-                                          tf.float32)))
-  pad = tf.cast(outside, tf.int32)
+  outside = tf.reduce_any(
+      spans[:, 1] > tf.cast(tf.stack([height, width]) - 1, tf.float32))
   window = tf.cond(
       outside,
-      lambda: tf.pad(window, [[1, 1], [1, 1], [0, 0]], mode='SYMMETRIC'),
+      lambda: tf.pad(window, [[0, 1], [0, 1], [0, 0]], mode='SYMMETRIC'),
       lambda: window)
   last = tf.cast(tf.shape(window)[:2] - 1, tf.float32)
-  box = (spans - tf.cast(begin - pad, tf.float32)[:, tf.newaxis]) / last[
+  box = (spans - tf.cast(begin, tf.float32)[:, tf.newaxis]) / last[
       :, tf.newaxis]
   flip = tf.random.uniform([]) < 0.5
   box = tf.stack([box[0], tf.where(flip, tf.reverse(box[1], [0]), box[1])])

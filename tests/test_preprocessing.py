@@ -197,15 +197,17 @@ def test_fused_fast_distortion_equals_the_op_sequence(max_value, compiled):
 
 
 @pytest.mark.parametrize('dtype', [tf.uint8, tf.float32])
-def test_resize_bilinear_equals_tf_image_resize(dtype):
+def test_resize_bilinear_equals_tf1s_resize_bilinear(dtype):
   rng = np.random.RandomState(5)
   for source, size in (((37, 50), (24, 24)), ((20, 16), (48, 40)),
                        ((30, 30), (30, 30)), ((9, 70), (13, 11))):
     image = tf.cast(rng.randint(0, 256, source + (3,)), dtype)
     ours = image_ops.resize_bilinear(image, *size)
     assert ours.dtype == tf.float32 and ours.shape == size + (3,)
-    np.testing.assert_array_equal(ours.numpy(),
-                                  tf.image.resize(image, size).numpy())
+    # TF-Slim's resize (TF 1: no half-pixel centres), on the raw input type.
+    np.testing.assert_array_equal(
+        ours.numpy(), tf.compat.v1.image.resize_bilinear(
+            image[None], size, align_corners=False)[0].numpy())
 
 
 def test_inception_training_flips_about_half_the_images():
@@ -236,8 +238,8 @@ def test_inception_distort_color_orderings():
 
 
 def test_vgg_resize_and_means():
-  # The shorter side is scaled to exactly 256 (TF-Slim's float arithmetic
-  # could land a pixel short), keeping the aspect ratio.
+  # The shorter side is scaled to exactly 256, keeping the aspect ratio
+  # (the longer side rounded to nearest, as TF-Slim rounds it).
   resized = vgg_preprocessing.aspect_preserving_resize(
       tf.zeros([375, 500, 3], tf.uint8), 256)
   assert resized.shape == (256, 341, 3)
