@@ -4,6 +4,8 @@ Usage:
 
   python download_and_convert_data.py --dataset_name=cifar10 \
       --dataset_dir=/tmp/cifar10
+  python download_and_convert_data.py --dataset_name=cifar100 \
+      --dataset_dir=/tmp/cifar100
   python download_and_convert_data.py --dataset_name=mnist \
       --dataset_dir=/tmp/mnist
   python download_and_convert_data.py --dataset_name=digits \
@@ -57,6 +59,7 @@ class Converter:
 
 CONVERTERS = Registry('dataset (--dataset_name)')
 CONVERTERS.register('cifar10', Converter('cifar10'))
+CONVERTERS.register('cifar100', Converter('cifar100'))
 CONVERTERS.register('mnist', Converter('mnist'))
 CONVERTERS.register('digits', Converter('digits'))
 CONVERTERS.register('flowers', Converter(
@@ -81,8 +84,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     'archive_path', None,
     'A local copy of the official archive (cifar10: cifar-10-python.tar.gz; '
-    'mnist: a folder with the four .gz files; digits: an .npz like the '
-    'shipped one). When set, the network is not used.')
+    'cifar100: cifar-100-python.tar.gz; mnist: a folder with the four .gz '
+    'files; digits: an .npz like the shipped one). When set, the network is '
+    'not used.')
 # Flags of the image-folder converters (flowers, imagenet, custom); see
 # docs/converters.md.
 flags.DEFINE_integer(

@@ -34,6 +34,7 @@ DATASETS = Registry('dataset (--dataset_name)')
 
 for _name, _module in (
     ('cifar10', 'cifar10'),
+    ('cifar100', 'cifar100'),  # not in TF-Slim; CIFAR-10's schema
     ('custom', 'custom'),
     ('digits', 'digits'),
     ('flowers', 'flowers'),
@@ -53,7 +54,8 @@ def get_split(name, split_name, dataset_dir, file_pattern=None):
   """Describes one split of a registered dataset.
 
   Args:
-    name: The dataset ('cifar10', 'mnist', 'flowers', 'imagenet', 'digits').
+    name: The dataset ('cifar10', 'cifar100', 'mnist', 'flowers', 'imagenet',
+      'digits', 'custom', 'synthetic').
     split_name: The split ('train', 'test', 'validation', per dataset).
     dataset_dir: The folder of the dataset's TFRecord files and `labels.txt`.
     file_pattern: A glob overriding the dataset's own file pattern ('%s' is

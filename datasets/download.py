@@ -10,7 +10,7 @@
   members that would land outside the destination (absolute paths, `..`,
   links pointing outside) and device files, before anything is written.
 - `safe_load_pickle`: a restricted unpickler that builds only the numpy arrays,
-  lists, dicts, strings and numbers of CIFAR's python archive, so a malicious
+  lists, dicts, strings and numbers of CIFAR's python archives, so a malicious
   pickle raises instead of running code.
 
 `KNOWN_SHA256` holds the checksums of the official archives.
@@ -38,13 +38,17 @@ import zlib
 from absl import logging
 import numpy as np
 
-# SHA-256 of the official files, by file name. Sources: CIFAR-10 from Keras'
-# `cifar10.load_data` (md5 c58f30108f718f92721af3b95e74349a per the CIFAR page),
+# SHA-256 of the official files, by file name. Sources: CIFAR-10 and CIFAR-100
+# from Keras' `cifar10.load_data` and `cifar100.load_data` (md5s
+# c58f30108f718f92721af3b95e74349a and eb9058c3a382ffc7106e4002c42a8d85 per the
+# CIFAR page),
 # MNIST from the CVDF mirror as recorded by TFDS and torchvision users,
 # flowers from TFDS's url_checksums/tf_flowers.txt.
 KNOWN_SHA256 = {
     'cifar-10-python.tar.gz':
         '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce',
+    'cifar-100-python.tar.gz':
+        '85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7',
     'train-images-idx3-ubyte.gz':
         '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
     'train-labels-idx1-ubyte.gz':
@@ -60,6 +64,7 @@ KNOWN_SHA256 = {
 # MD5s published next to the archives (the CIFAR page lists only an md5).
 KNOWN_MD5 = {
     'cifar-10-python.tar.gz': 'c58f30108f718f92721af3b95e74349a',
+    'cifar-100-python.tar.gz': 'eb9058c3a382ffc7106e4002c42a8d85',
 }
 
 

@@ -39,7 +39,7 @@ TRAIN_CASES = [
     ('replicas_to_aggregate', '0'), ('worker_replicas', '0'),
     ('num_ps_tasks', '-1'), ('task', '-1'), ('train_image_size', '0'),
     ('labels_offset', '-1'), ('labels_offset', '10'),
-    ('model_name', 'resnet_v1_51'), ('dataset_name', 'cifar100'),
+    ('model_name', 'resnet_v1_51'), ('dataset_name', 'cifar1000'),
     ('optimizer', 'adamw_typo'), ('learning_rate_decay_type', 'cosine_typo'),
     ('preprocessing_name', 'inceptoin'), ('dataset_split_name', 'trian'),
     ('collective_timeout_secs', '-1'), ('num_classes', '0'),
@@ -55,7 +55,7 @@ EVAL_CASES = [
     ('preprocessing_name', 'vggg'), ('dataset_split_name', 'validaton'),
 ]
 CONVERT_CASES = [
-    ('dataset_name', 'cifar100'), ('num_workers', '0'), ('num_shards', '0'),
+    ('dataset_name', 'cifar1000'), ('num_workers', '0'), ('num_shards', '0'),
     ('train_shards', '-1'), ('validation_shards', '0'),
     ('validation_fraction', '1.5'), ('validation_fraction', '-0.1'),
 ]
