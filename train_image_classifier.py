@@ -120,24 +120,38 @@ def main(argv):
   preprocess = preprocessing_factory.get_preprocessing(
       FLAGS.preprocessing_name or FLAGS.model_name, is_training=True,
       use_grayscale=FLAGS.use_grayscale)
-  steps = optimization.decay_steps(
-      split.num_samples, FLAGS.num_epochs_per_decay, FLAGS.batch_size,
-      FLAGS.num_clones,
+  epoch = dict(
+      num_samples=split.num_samples, batch_size=FLAGS.batch_size,
+      num_clones=FLAGS.num_clones,
       # Synchronous workers each read a batch per step, as TF-Slim's
       # --sync_replicas aggregating every worker.
-      cluster.num_workers if cluster.mode == cluster_lib.MULTI_WORKER else
-      FLAGS.replicas_to_aggregate if FLAGS.sync_replicas else None)
+      replicas_to_aggregate=(
+          cluster.num_workers if cluster.mode == cluster_lib.MULTI_WORKER else
+          FLAGS.replicas_to_aggregate if FLAGS.sync_replicas else None))
+  steps = optimization.decay_steps(
+      num_epochs_per_decay=FLAGS.num_epochs_per_decay, **epoch)
+  warmup_steps = optimization.warmup_steps(
+      warmup_epochs=FLAGS.warmup_epochs, **epoch)
   learning_rate = optimization.build_learning_rate(
       FLAGS.learning_rate_decay_type, FLAGS.learning_rate, decay_steps=steps,
       decay_factor=FLAGS.learning_rate_decay_factor,
-      end_learning_rate=FLAGS.end_learning_rate)
+      end_learning_rate=FLAGS.end_learning_rate,
+      total_steps=FLAGS.max_number_of_steps, warmup_steps=warmup_steps)
+  if warmup_steps:
+    logging.info('Warming the learning rate up over %d steps '
+                 '(--warmup_epochs=%g).', warmup_steps, FLAGS.warmup_epochs)
   hparams = slim_flags.optimizer_hparams(FLAGS)
   optimizer_name = FLAGS.optimizer
+  for warning in optimization.optimizer_warnings(optimizer_name, hparams):
+    logging.warning(warning)
 
   def network_fn():
+    # Decoupled-decay optimizers decay the weights themselves: no L2 then.
     return nets_factory.get_network_fn(
         FLAGS.model_name, num_classes=num_classes,
-        weight_decay=FLAGS.weight_decay, is_training=True)
+        weight_decay=optimization.net_weight_decay(optimizer_name,
+                                                   FLAGS.weight_decay),
+        is_training=True)
 
   # Counts the records --skip_corrupt_records drops, for the log.
   skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)

@@ -8,8 +8,8 @@ flags:
           num_samples=50000, num_epochs_per_decay=2.0, batch_size=32,
           num_clones=1),
       decay_factor=0.94)
-  optimizer = optimization.build_optimizer('rmsprop', schedule,
-                                           rmsprop_decay=0.9, ...)
+  optimizer = optimization.build_optimizer(
+      'rmsprop', schedule, optimization.OptimizerHParams(rmsprop_decay=0.9))
 
 TF-Slim ran on TF 1's optimizers. Two of them differ from Keras' optimizers of
 the same name in ways that change training, so they are reimplemented here:
@@ -23,7 +23,37 @@ the same name in ways that change training, so they are reimplemented here:
   accumulator at once; Keras accumulates `lr * g`.
 
 The others (adadelta, adagrad, adam, ftrl, sgd) are Keras' with TF-Slim's
-arguments; Keras 3's Adam and Adadelta apply epsilon as TF 1 did.
+arguments; Keras 3's Adam and Adadelta apply epsilon as TF 1 did. The newer
+ones (adamw, lamb, lion, nadam; not in TF-Slim) are Keras' own, with TF-Slim's
+flag names where the meaning is the same: `adam_beta1`, `adam_beta2` and
+`opt_epsilon` (the term added to Adam's `sqrt(v)`: "epsilon hat" for adam and
+adamw, added after the bias correction for nadam and lamb) for the Adam
+family; Lion has its own `lion_beta1`, `lion_beta2` and no epsilon. TF-Slim's
+`opt_epsilon=1.0` stays the default; with it an Adam-family update is about
+`lr * m` for gradients much smaller than 1, so Adam crawls like plain SGD:
+`optimizer_warnings()` says so and suggests 1e-8.
+
+Weight decay (`weight_decay`; the one place this convention is written down):
+
+* adamw, lamb, lion (`OptimizerEntry.decoupled_weight_decay`): `weight_decay`
+  is the optimizer's decoupled decay, applied by Keras before each update as
+  `var -= learning_rate(step) * weight_decay * var` to every trained variable
+  except biases and batch-norm offsets and scales (TF-Slim's `.../biases`,
+  `.../BatchNorm/beta`, `.../BatchNorm/gamma`; excluded by Keras'
+  `exclude_from_weight_decay` on the variable's own name, `biases`, `beta`,
+  `gamma`). The nets' L2 regulariser is then off (`net_weight_decay()` is 0),
+  so the loss has no regularization term. Depthwise weights are decayed too
+  (as in timm), although TF-Slim's MobileNets leave them out of their L2.
+  Because Keras multiplies by the learning rate, the same number means much
+  less than as an L2 coefficient: TF-Slim's 4e-5 shrinks the weights by a
+  factor `1 - lr * 4e-5` per step, next to nothing. Typical decoupled values
+  are 0.05 for AdamW (DeiT's recipe, trained with timm; Keras' default is
+  0.004),
+  0.01-0.05 for LAMB, and for Lion 3-10x AdamW's with a 3-10x smaller
+  learning rate (the Lion paper). `optimizer_warnings()` warns below 1e-3.
+* every other optimizer: TF-Slim's L2 regulariser in the nets,
+  `weight_decay * sum(w ** 2) / 2` per weight tensor, added to the loss;
+  the optimizer itself does not decay.
 """
 
 import dataclasses
@@ -118,15 +148,25 @@ class OptimizerEntry:
     build: `build(learning_rate, hparams)` -> a Keras optimizer; `hparams` is
       the `OptimizerHParams` of the run.
     flags: The flags this optimizer reads (for help and the docs).
+    decoupled_weight_decay: Whether `weight_decay` is the optimizer's
+      decoupled decay (and the nets' L2 regulariser is off); see the module
+      docstring.
+    adam_family: Whether the update divides by `sqrt(v) + opt_epsilon`.
   """
   name: str
   build: Callable
   flags: tuple = ()
+  decoupled_weight_decay: bool = False
+  adam_family: bool = False
+
+
+# TF-Slim's --weight_decay default, an L2 coefficient.
+TF_SLIM_WEIGHT_DECAY = 0.00004
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerHParams:
-  """TF-Slim's optimizer flags, with their defaults."""
+  """The optimizer flags (TF-Slim's, then ours), with their defaults."""
   opt_epsilon: float = 1.0
   adadelta_rho: float = 0.95
   adagrad_initial_accumulator_value: float = 0.1
@@ -139,13 +179,32 @@ class OptimizerHParams:
   momentum: float = 0.9
   rmsprop_momentum: float = 0.9
   rmsprop_decay: float = 0.9
+  weight_decay: float = TF_SLIM_WEIGHT_DECAY
+  lion_beta1: float = 0.9
+  lion_beta2: float = 0.99
 
 
 OPTIMIZERS = Registry('optimizer (--optimizer)')
 
+# The variables decoupled weight decay leaves alone, by their own name (the
+# last part of the TF-Slim name: .../biases, .../BatchNorm/beta and gamma).
+# Keras matches the pattern against `variable.name`, which is 'biases' for a
+# Keras variable and 'LeNet/biases:0' for the tf.Variable the TensorFlow
+# backend decays ('LeNet/biases/replica_1:0' for a mirrored copy; Keras
+# caches the answer per variable, but the pattern matches every copy).
+NO_DECAY_NAMES = ('biases', 'beta', 'gamma')
+_NO_DECAY_PATTERN = (r'(^|/)(' + '|'.join(NO_DECAY_NAMES) +
+                     r')(/replica_\d+)?(:\d+)?$')
 
-def _register_optimizer(name, flags, build):
-  OPTIMIZERS.register(name, OptimizerEntry(name, build, tuple(flags)))
+
+def _register_optimizer(name, flags, build, **options):
+  OPTIMIZERS.register(name, OptimizerEntry(name, build, tuple(flags),
+                                           **options))
+
+
+def _decoupled(optimizer):
+  optimizer.exclude_from_weight_decay(var_names=[_NO_DECAY_PATTERN])
+  return optimizer
 
 
 _register_optimizer(
@@ -161,7 +220,13 @@ _register_optimizer(
     'adam', ('adam_beta1', 'adam_beta2', 'opt_epsilon'),
     lambda lr, h: keras.optimizers.Adam(
         learning_rate=lr, beta_1=h.adam_beta1, beta_2=h.adam_beta2,
-        epsilon=h.opt_epsilon))
+        epsilon=h.opt_epsilon), adam_family=True)
+_register_optimizer(
+    'adamw', ('adam_beta1', 'adam_beta2', 'opt_epsilon', 'weight_decay'),
+    lambda lr, h: _decoupled(keras.optimizers.AdamW(
+        learning_rate=lr, weight_decay=h.weight_decay, beta_1=h.adam_beta1,
+        beta_2=h.adam_beta2, epsilon=h.opt_epsilon)),
+    decoupled_weight_decay=True, adam_family=True)
 _register_optimizer(
     'ftrl', ('ftrl_learning_rate_power', 'ftrl_initial_accumulator_value',
              'ftrl_l1', 'ftrl_l2'),
@@ -170,9 +235,28 @@ _register_optimizer(
         initial_accumulator_value=h.ftrl_initial_accumulator_value,
         l1_regularization_strength=h.ftrl_l1,
         l2_regularization_strength=h.ftrl_l2))
+# Keras' LAMB: Adam's direction scaled per variable by the trust ratio
+# ||var|| / ||update||; the decoupled decay is applied before, outside it.
+_register_optimizer(
+    'lamb', ('adam_beta1', 'adam_beta2', 'opt_epsilon', 'weight_decay'),
+    lambda lr, h: _decoupled(keras.optimizers.Lamb(
+        learning_rate=lr, weight_decay=h.weight_decay, beta_1=h.adam_beta1,
+        beta_2=h.adam_beta2, epsilon=h.opt_epsilon)),
+    decoupled_weight_decay=True, adam_family=True)
+_register_optimizer(
+    'lion', ('lion_beta1', 'lion_beta2', 'weight_decay'),
+    lambda lr, h: _decoupled(keras.optimizers.Lion(
+        learning_rate=lr, weight_decay=h.weight_decay, beta_1=h.lion_beta1,
+        beta_2=h.lion_beta2)),
+    decoupled_weight_decay=True)
 _register_optimizer(
     'momentum', ('momentum',),
     lambda lr, h: TF1Momentum(learning_rate=lr, momentum=h.momentum))
+_register_optimizer(
+    'nadam', ('adam_beta1', 'adam_beta2', 'opt_epsilon'),
+    lambda lr, h: keras.optimizers.Nadam(
+        learning_rate=lr, beta_1=h.adam_beta1, beta_2=h.adam_beta2,
+        epsilon=h.opt_epsilon), adam_family=True)
 _register_optimizer(
     'rmsprop', ('rmsprop_decay', 'rmsprop_momentum', 'opt_epsilon'),
     lambda lr, h: TF1RMSProp(learning_rate=lr, decay=h.rmsprop_decay,
@@ -207,28 +291,162 @@ def build_optimizer(name, learning_rate, hparams=None):
   return OPTIMIZERS.get(name).build(learning_rate, hparams or OptimizerHParams())
 
 
+def optimizers_where(predicate):
+  """Returns the sorted names of the optimizers whose entry fulfils it."""
+  return [n for n in OPTIMIZERS.names() if predicate(OPTIMIZERS.get(n))]
+
+
+def net_weight_decay(name, weight_decay):
+  """The L2 coefficient to build the nets with under optimizer `name`.
+
+  Args:
+    name: One of `list_optimizers()`.
+    weight_decay: The `--weight_decay` value.
+
+  Returns:
+    `weight_decay` for the L2-regularised optimizers, 0.0 for those that
+    decay the weights themselves (adamw, lamb, lion).
+
+  Raises:
+    ValueError: for an unknown name, listing the valid ones.
+  """
+  if OPTIMIZERS.get(name).decoupled_weight_decay:
+    return 0.0
+  return weight_decay
+
+
+def optimizer_warnings(name, hparams=None):
+  """Returns a line per setting of `hparams` that is likely a mistake.
+
+  Args:
+    name: One of `list_optimizers()`.
+    hparams: An `OptimizerHParams`; TF-Slim's defaults when None.
+
+  Returns:
+    A list of strings, empty when nothing looks wrong.
+  """
+  entry = OPTIMIZERS.get(name)
+  h = hparams or OptimizerHParams()
+  warnings = []
+  if entry.adam_family and h.opt_epsilon >= 1.0:
+    warnings.append(
+        f'--optimizer={name} with --opt_epsilon={h.opt_epsilon:g} (TF-Slim\'s '
+        'default, meant for rmsprop): the update lr * m / (sqrt(v) + '
+        f'{h.opt_epsilon:g}) is about lr * m for gradients much smaller than '
+        '1, so Adam crawls like plain SGD at the same learning rate. Adam\'s '
+        'usual value is --opt_epsilon=1e-8.')
+  if entry.decoupled_weight_decay and 0.0 < h.weight_decay < 1e-3:
+    warnings.append(
+        f'--optimizer={name} with --weight_decay={h.weight_decay:g}: that is '
+        f'{name}\'s decoupled decay (var -= lr * weight_decay * var each '
+        'step; the nets\' L2 regulariser is off), where a value this small '
+        'hardly regularises (TF-Slim\'s 4e-05 is an L2 coefficient). Typical '
+        'decoupled values: 0.05 for adamw (DeiT in timm), 0.01-0.05 for '
+        'lamb, 3-10x adamw\'s for lion (with a 3-10x smaller learning '
+        'rate).')
+  return warnings
+
+
 @dataclasses.dataclass(frozen=True)
 class ScheduleEntry:
-  """How to build one learning-rate schedule (`--learning_rate_decay_type`)."""
+  """How to build one learning-rate schedule (`--learning_rate_decay_type`).
+
+  Attributes:
+    name: `--learning_rate_decay_type` value.
+    build: `build(learning_rate, decay_steps=, decay_factor=,
+      end_learning_rate=, total_steps=)` -> a float or a Keras schedule of the
+      global step.
+    flags: The flags it reads besides `--learning_rate` (for the docs).
+    needs_total_steps: Whether it needs the run's length, `total_steps`
+      (`--max_number_of_steps`).
+  """
   name: str
   build: Callable
+  flags: tuple = ()
+  needs_total_steps: bool = False
 
 
 SCHEDULES = Registry('learning-rate schedule (--learning_rate_decay_type)')
 
 SCHEDULES.register('fixed', ScheduleEntry(
-    'fixed', lambda lr, steps, factor, end: lr))
+    'fixed', lambda lr, **_: lr))
 # TF-Slim decays in stairs: the rate changes once every `decay_steps` steps.
 SCHEDULES.register('exponential', ScheduleEntry(
-    'exponential', lambda lr, steps, factor, end:
+    'exponential', lambda lr, decay_steps, decay_factor, **_:
     keras.optimizers.schedules.ExponentialDecay(
-        lr, decay_steps=steps, decay_rate=factor, staircase=True)))
+        lr, decay_steps=decay_steps, decay_rate=decay_factor, staircase=True),
+    flags=('num_epochs_per_decay', 'learning_rate_decay_factor')))
 # Linear (power 1) from the initial to the end rate, then constant (no cycle).
 SCHEDULES.register('polynomial', ScheduleEntry(
-    'polynomial', lambda lr, steps, factor, end:
+    'polynomial', lambda lr, decay_steps, end_learning_rate, **_:
     keras.optimizers.schedules.PolynomialDecay(
-        lr, decay_steps=steps, end_learning_rate=end, power=1.0,
-        cycle=False)))
+        lr, decay_steps=decay_steps, end_learning_rate=end_learning_rate,
+        power=1.0, cycle=False),
+    flags=('num_epochs_per_decay', 'end_learning_rate')))
+# Half a cosine over the whole run, from the initial rate at step 0 to the end
+# rate at `total_steps`, then constant. Keras' `alpha` is the end rate as a
+# fraction of the initial one. (Keras' own warmup_steps is not used: it would
+# start the cosine after the warmup; see `LinearWarmup`.)
+SCHEDULES.register('cosine', ScheduleEntry(
+    'cosine', lambda lr, end_learning_rate, total_steps, **_:
+    keras.optimizers.schedules.CosineDecay(
+        lr, decay_steps=total_steps, alpha=end_learning_rate / lr),
+    flags=('end_learning_rate', 'max_number_of_steps'),
+    needs_total_steps=True))
+
+
+@keras.saving.register_keras_serializable(package='slimkit')
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+  """A linear ramp from 0 to another schedule's value over its first steps.
+
+    lr(t) = schedule(t) * min(1, t / warmup_steps)
+
+  where t is the global step (the optimizer's step counter) and `schedule`
+  runs on the same t as without warmup: it is not shifted, so a cosine still
+  spans the whole run and reaches its end rate at the last step, and TF-Slim's
+  exponential stairs fall at the same steps. This is timm's default
+  (`CosineLRScheduler(warmup_prefix=False)`, the cosine over all epochs),
+  except that timm ramps to the peak rate and then jumps to the schedule's
+  value, where this ramp ends on it: the two differ during warmup by the
+  factor `schedule(t) / schedule(0)` (0.992 at the end of 5 warmup epochs of a
+  90-epoch cosine). Keras' `CosineDecay(warmup_steps=...)` instead starts the
+  cosine after the warmup (as timm's `warmup_prefix=True`).
+
+  The first step (t = 0) has rate 0: it updates only the optimizer's moments.
+  """
+
+  def __init__(self, schedule, warmup_steps):
+    """Wraps `schedule`.
+
+    Args:
+      schedule: A float or a Keras `LearningRateSchedule`.
+      warmup_steps: Steps of the ramp, >= 1.
+
+    Raises:
+      ValueError: when `warmup_steps` < 1.
+    """
+    if int(warmup_steps) < 1:
+      raise ValueError(f'warmup_steps={warmup_steps}: must be >= 1.')
+    self.schedule = schedule
+    self.warmup_steps = int(warmup_steps)
+
+  def __call__(self, step):
+    value = self.schedule(step) if callable(self.schedule) else self.schedule
+    ramp = ops.minimum(1.0, ops.cast(step, 'float32') / self.warmup_steps)
+    return ops.cast(value, 'float32') * ramp
+
+  def get_config(self):
+    schedule = self.schedule
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+      schedule = keras.optimizers.schedules.serialize(schedule)
+    return dict(schedule=schedule, warmup_steps=self.warmup_steps)
+
+  @classmethod
+  def from_config(cls, config):
+    schedule = config['schedule']
+    if isinstance(schedule, dict):
+      schedule = keras.optimizers.schedules.deserialize(schedule)
+    return cls(schedule, config['warmup_steps'])
 
 
 def list_schedules():
@@ -236,9 +454,9 @@ def list_schedules():
   return SCHEDULES.names()
 
 
-def decay_steps(num_samples, num_epochs_per_decay, batch_size, num_clones=1,
-                replicas_to_aggregate=None):
-  """TF-Slim's number of steps between decays.
+def epochs_to_steps(num_samples, epochs, batch_size, num_clones=1,
+                    replicas_to_aggregate=None):
+  """TF-Slim's steps in `epochs` epochs, rounded down.
 
   One epoch of `num_samples` takes `num_samples / (batch_size * num_clones)`
   steps, since every clone reads its own `batch_size` images per step. With
@@ -246,40 +464,105 @@ def decay_steps(num_samples, num_epochs_per_decay, batch_size, num_clones=1,
 
   Args:
     num_samples: Size of the training split.
+    epochs: A number of epochs (a float).
+    batch_size: Images per clone per step.
+    num_clones: Clones per worker.
+    replicas_to_aggregate: With `--sync_replicas`, or several synchronous
+      workers, the workers per step; else None.
+
+  Returns:
+    An int >= 0.
+  """
+  steps = int(num_samples * epochs / (batch_size * num_clones))
+  if replicas_to_aggregate:
+    steps = int(steps / replicas_to_aggregate)
+  return steps
+
+
+def decay_steps(num_samples, num_epochs_per_decay, batch_size, num_clones=1,
+                replicas_to_aggregate=None):
+  """TF-Slim's number of steps between decays: `epochs_to_steps()`, >= 1.
+
+  Args:
+    num_samples: Size of the training split.
     num_epochs_per_decay: Epochs between two decays.
     batch_size: Images per clone per step.
     num_clones: Clones per worker.
-    replicas_to_aggregate: With `--sync_replicas`, workers per step; else None.
+    replicas_to_aggregate: Workers per step (see `epochs_to_steps()`).
 
   Returns:
     An int >= 1.
   """
-  steps = int(num_samples * num_epochs_per_decay / (batch_size * num_clones))
-  if replicas_to_aggregate:
-    steps = int(steps / replicas_to_aggregate)
-  return max(1, steps)
+  return max(1, epochs_to_steps(num_samples, num_epochs_per_decay, batch_size,
+                                num_clones, replicas_to_aggregate))
+
+
+def warmup_steps(num_samples, warmup_epochs, batch_size, num_clones=1,
+                 replicas_to_aggregate=None):
+  """The steps of `warmup_epochs` (`--warmup_epochs`), as `decay_steps()`.
+
+  Args:
+    num_samples: Size of the training split.
+    warmup_epochs: Epochs of the warmup; 0 for none.
+    batch_size: Images per clone per step.
+    num_clones: Clones per worker.
+    replicas_to_aggregate: Workers per step (see `epochs_to_steps()`).
+
+  Returns:
+    0 when `warmup_epochs` is 0, else an int >= 1.
+  """
+  if not warmup_epochs:
+    return 0
+  return max(1, epochs_to_steps(num_samples, warmup_epochs, batch_size,
+                                num_clones, replicas_to_aggregate))
 
 
 def build_learning_rate(decay_type, learning_rate, *, decay_steps=1,
-                        decay_factor=0.94, end_learning_rate=0.0001):
-  """Builds the learning rate of `decay_type`.
+                        decay_factor=0.94, end_learning_rate=0.0001,
+                        total_steps=None, warmup_steps=0):
+  """Builds the learning rate of `decay_type`, with an optional warmup.
+
+  Closed forms, with t the global step, lr0 `learning_rate`, D `decay_steps`,
+  T `total_steps`, W `warmup_steps`, end `end_learning_rate`:
+
+    fixed:        s(t) = lr0
+    exponential:  s(t) = lr0 * decay_factor ** floor(t / D)
+    polynomial:   s(t) = end + (lr0 - end) * (1 - min(t, D) / D)
+    cosine:       s(t) = end + (lr0 - end) * (1 + cos(pi * min(t, T) / T)) / 2
+    with warmup:  lr(t) = s(t) * min(1, t / W)        (see `LinearWarmup`)
 
   Args:
     decay_type: One of `list_schedules()`.
-    learning_rate: The initial rate.
+    learning_rate: The initial (peak) rate, > 0.
     decay_steps: Steps between decays (see `decay_steps()`).
     decay_factor: Exponential decay factor per `decay_steps`.
-    end_learning_rate: Polynomial decay's final rate.
+    end_learning_rate: The polynomial and cosine decays' final rate.
+    total_steps: The run's last global step (`--max_number_of_steps`); the
+      cosine needs it.
+    warmup_steps: Steps of the linear warmup (see `warmup_steps()`); 0: none.
 
   Returns:
-    A float (fixed) or a Keras learning-rate schedule of the global step.
+    A float (fixed without warmup) or a Keras learning-rate schedule of the
+    global step.
 
   Raises:
-    ValueError: for an unknown type, listing the valid ones.
+    ValueError: for an unknown type, listing the valid ones, or a schedule
+      that needs `total_steps` without it.
   """
-  return SCHEDULES.get(decay_type).build(
-      float(learning_rate), int(decay_steps), float(decay_factor),
-      float(end_learning_rate))
+  entry = SCHEDULES.get(decay_type)
+  if entry.needs_total_steps and not total_steps:
+    raise ValueError(
+        f'The {decay_type} learning rate decays to end_learning_rate at the '
+        'last step of the run: it needs total_steps (--max_number_of_steps); '
+        f'received {total_steps!r}.')
+  schedule = entry.build(
+      float(learning_rate), decay_steps=int(decay_steps),
+      decay_factor=float(decay_factor),
+      end_learning_rate=float(end_learning_rate),
+      total_steps=int(total_steps) if total_steps else None)
+  if warmup_steps:
+    schedule = LinearWarmup(schedule, warmup_steps)
+  return schedule
 
 
 def current_learning_rate(learning_rate, step):

@@ -159,20 +159,43 @@ def define_input_flags(batch_size):
                        lower_bound=1)
 
 
+def _weight_decay_help():
+  decoupled = optimization.optimizers_where(
+      lambda e: e.decoupled_weight_decay)
+  return (
+      'Weight decay. With ' + ', '.join(decoupled) + ' it is the optimizer\'s '
+      'decoupled decay, var -= learning_rate * weight_decay * var per step, '
+      'on every trained variable but biases and batch-norm beta/gamma, and '
+      'the nets\' L2 regulariser is off. Since it is multiplied by the '
+      'learning rate, values are far larger than L2 coefficients: 0.05 is '
+      'typical for adamw (DeiT in timm), 0.01-0.05 for lamb, 3-10x adamw\'s '
+      'for lion (whose learning rate is 3-10x smaller); TF-Slim\'s default '
+      '4e-05 hardly decays. With every other optimizer: TF-Slim\'s L2 '
+      'regulariser of the nets\' weights, weight_decay * sum(w ** 2) / 2 '
+      'per weight tensor, added to the loss.')
+
+
 def define_optimizer_flags():
   """Defines `--optimizer`, its hyper-parameters and `--weight_decay`."""
-  flags.DEFINE_float('weight_decay', 0.00004,
-                     'L2 weight decay: weight_decay * sum(w ** 2) / 2 per '
-                     'weight tensor.', lower_bound=0.0)
+  flags.DEFINE_float('weight_decay', optimization.TF_SLIM_WEIGHT_DECAY,
+                     _weight_decay_help(), lower_bound=0.0)
   flags.DEFINE_enum('optimizer', 'rmsprop', optimization.list_optimizers(),
                     'The optimizer.')
   defaults = optimization.OptimizerHParams()
+
+  def readers(name):  # The optimizers that read flag `name`, for its help.
+    return ', '.join(optimization.optimizers_where(lambda e: name in e.flags))
+
   help_text = {
-      'opt_epsilon': 'Epsilon of adadelta, adam and rmsprop.',
+      'opt_epsilon': f'Epsilon of {readers("opt_epsilon")}. TF-Slim\'s 1.0 '
+                     'suits rmsprop; with the Adam family use e.g. 1e-8 '
+                     '(with 1.0 Adam crawls).',
       'adadelta_rho': 'Decay rate of adadelta.',
       'adagrad_initial_accumulator_value': 'Initial accumulator of adagrad.',
-      'adam_beta1': 'Decay rate of adam\'s first moment.',
-      'adam_beta2': 'Decay rate of adam\'s second moment.',
+      'adam_beta1': f'Decay rate of the first moment of '
+                    f'{readers("adam_beta1")}.',
+      'adam_beta2': f'Decay rate of the second moment of '
+                    f'{readers("adam_beta2")}.',
       'ftrl_learning_rate_power': 'Learning-rate power of ftrl.',
       'ftrl_initial_accumulator_value': 'Initial accumulator of ftrl.',
       'ftrl_l1': 'L1 regularization strength of ftrl.',
@@ -180,6 +203,9 @@ def define_optimizer_flags():
       'momentum': 'Momentum of the momentum optimizer.',
       'rmsprop_momentum': 'Momentum of rmsprop.',
       'rmsprop_decay': 'Decay of rmsprop\'s mean square.',
+      'lion_beta1': 'Lion\'s interpolation between momentum and gradient '
+                    'whose sign is the update.',
+      'lion_beta2': 'Decay rate of lion\'s momentum.',
   }
   for name, text in help_text.items():
     flags.DEFINE_float(name, getattr(defaults, name), text)
@@ -187,8 +213,11 @@ def define_optimizer_flags():
   # Decay rates and momenta outside [0, 1) make the optimizer diverge or
   # misbehave silently; accumulators and penalties must not be negative.
   for name in ('momentum', 'rmsprop_momentum', 'rmsprop_decay',
-               'adadelta_rho', 'adam_beta1', 'adam_beta2'):
+               'adadelta_rho', 'adam_beta1', 'adam_beta2', 'lion_beta2'):
     _register_validator(name, lambda v: 0.0 <= v < 1.0, 'must be in [0, 1)')
+  # Keras refuses lion_beta1=0: the update would be sign(gradient), SignSGD.
+  _register_validator('lion_beta1', lambda v: 0.0 < v <= 1.0,
+                      'must be in (0, 1]')
   for name in ('adagrad_initial_accumulator_value',
                'ftrl_initial_accumulator_value', 'ftrl_l1', 'ftrl_l2'):
     _register_validator(name, lambda v: v >= 0.0, 'must be >= 0')
@@ -207,11 +236,22 @@ def define_learning_rate_flags():
   """Defines the learning rate and its schedule."""
   flags.DEFINE_enum('learning_rate_decay_type', 'exponential',
                     optimization.list_schedules(),
-                    'How the learning rate decays.')
+                    'How the learning rate decays. exponential: times '
+                    '--learning_rate_decay_factor every --num_epochs_per_decay'
+                    ' epochs, in stairs; polynomial: linearly to '
+                    '--end_learning_rate over --num_epochs_per_decay epochs; '
+                    'cosine: half a cosine to --end_learning_rate at '
+                    '--max_number_of_steps (which it needs); fixed: constant.')
   flags.DEFINE_float('learning_rate', 0.01, 'Initial learning rate.')
   flags.DEFINE_float('end_learning_rate', 0.0001,
-                     'Final learning rate of the polynomial decay.',
-                     lower_bound=0.0)
+                     'Final learning rate of the polynomial and cosine '
+                     'decays.', lower_bound=0.0)
+  flags.DEFINE_float('warmup_epochs', 0.0,
+                     'Epochs (of the training split, at the global batch of '
+                     'all clones and workers) of a linear warmup: the rate '
+                     'is the schedule\'s times min(1, step / warmup_steps), '
+                     'for every decay type; the schedule itself is not '
+                     'shifted. 0: no warmup.', lower_bound=0.0)
   flags.DEFINE_float('label_smoothing', 0.0, 'Label smoothing.',
                      lower_bound=0.0, upper_bound=1.0)
   flags.DEFINE_float('learning_rate_decay_factor', 0.94,
@@ -297,6 +337,20 @@ def define_train_flags():
   define_performance_flags()
   _register_validator('moving_average_decay', _valid_decay,
                       'must be in (0, 1)')
+  flags.register_multi_flags_validator(
+      ['learning_rate_decay_type', 'max_number_of_steps'],
+      _check_schedule_length)
+
+
+def _check_schedule_length(values):
+  decay_type = values['learning_rate_decay_type']
+  if (optimization.SCHEDULES.get(decay_type).needs_total_steps and
+      values['max_number_of_steps'] is None):
+    raise flags.ValidationError(
+        f'--learning_rate_decay_type={decay_type} decays to '
+        '--end_learning_rate at the last step: it needs '
+        '--max_number_of_steps, which is not set.')
+  return True
 
 
 def define_eval_flags():

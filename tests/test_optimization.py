@@ -1,10 +1,24 @@
 """Optimizers and learning-rate schedules: TF-Slim's semantics, by name."""
 
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from slimkit.deployment import optimization
+from slimkit.nets import layers
+from slimkit.nets import nets_factory
+from slimkit.nets import network
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(optimizer, grads, initial=(1.0, -2.0)):
@@ -76,6 +90,14 @@ def test_optimizer_flags_reach_the_optimizer():
   assert optimization.build_optimizer('ftrl', 0.1,
                                       h).l1_regularization_strength == 0.3
   assert optimization.build_optimizer('adadelta', 0.1, h).rho == 0.8
+  h = optimization.OptimizerHParams(lion_beta1=0.7, lion_beta2=0.8,
+                                    weight_decay=0.25)
+  lion = optimization.build_optimizer('lion', 0.1, h)
+  assert (lion.beta_1, lion.beta_2, lion.weight_decay) == (0.7, 0.8, 0.25)
+  assert optimization.build_optimizer('adamw', 0.1, h).weight_decay == 0.25
+  # Not decoupled: the nets' L2 regulariser decays, the optimizer does not.
+  assert optimization.build_optimizer('nadam', 0.1, h).weight_decay is None
+  assert optimization.build_optimizer('momentum', 0.1, h).weight_decay is None
 
 
 def test_unknown_names_list_the_valid_ones():
@@ -97,7 +119,7 @@ def test_decay_steps_follow_tf_slim():
 def test_schedules(decay_type):
   lr = optimization.build_learning_rate(
       decay_type, 0.1, decay_steps=10, decay_factor=0.5,
-      end_learning_rate=0.01)
+      end_learning_rate=0.01, total_steps=20)
   rate = lambda step: float(optimization.current_learning_rate(  # noqa: E731
       lr, tf.constant(step, tf.int64)))
   assert rate(0) == pytest.approx(0.1)
@@ -108,6 +130,13 @@ def test_schedules(decay_type):
     assert rate(9) == pytest.approx(0.1)
     assert rate(10) == pytest.approx(0.05)
     assert rate(25) == pytest.approx(0.025)
+  elif decay_type == 'cosine':
+    # Over total_steps (20), not decay_steps; then constant.
+    assert rate(5) == pytest.approx(0.01 + 0.09 * (1 + math.cos(math.pi / 4))
+                                    / 2)
+    assert rate(10) == pytest.approx(0.055)
+    assert rate(20) == pytest.approx(0.01)
+    assert rate(100) == pytest.approx(0.01)
   else:
     assert rate(5) == pytest.approx(0.055)
     assert rate(10) == pytest.approx(0.01)
@@ -115,14 +144,280 @@ def test_schedules(decay_type):
 
 
 @pytest.mark.parametrize('decay_type', optimization.list_schedules())
-def test_each_schedule_drives_an_optimizer_step(decay_type):
+@pytest.mark.parametrize('warmup_steps', [0, 2])
+def test_each_schedule_drives_an_optimizer_step(decay_type, warmup_steps):
   lr = optimization.build_learning_rate(decay_type, 0.1, decay_steps=1,
-                                        decay_factor=0.5)
+                                        decay_factor=0.5, total_steps=4,
+                                        warmup_steps=warmup_steps)
   values = _run(optimization.build_optimizer('sgd', lr),
                 [np.array([1.0, 1.0])] * 2)
   first_step = 1.0 - values[0][0]
   second_step = values[0][0] - values[1][0]
-  assert first_step == pytest.approx(0.1)
+  # With warmup the first step (global step 0) has rate 0.
+  assert first_step == pytest.approx(0.0 if warmup_steps else 0.1)
   assert second_step == pytest.approx(float(
       optimization.current_learning_rate(lr, tf.constant(1, tf.int64))),
                                         rel=1e-3)
+
+
+# --- Cosine and warmup. ---
+
+
+def _rate(lr, step):
+  return float(optimization.current_learning_rate(
+      lr, tf.constant(step, tf.int64)))
+
+
+def test_warmup_epochs_follow_tf_slims_epochs():
+  # 64 images at 4 per clone: an epoch is 16 steps on one clone, 8 on two.
+  assert optimization.warmup_steps(64, 0.5, 4) == 8
+  assert optimization.warmup_steps(64, 0.5, 4, num_clones=2) == 4
+  assert optimization.warmup_steps(64, 0.5, 4, 2, replicas_to_aggregate=2) == 2
+  assert optimization.warmup_steps(64, 0.0, 4) == 0
+  assert optimization.warmup_steps(64, 0.01, 4) == 1  # a warmup is >= 1 step
+
+
+@pytest.mark.parametrize('num_clones', [1, 2])
+def test_cosine_with_warmup_is_the_closed_form(num_clones):
+  lr0, end, total = 0.2, 0.002, 40
+  # 1.5 epochs of 64 images at 4 per clone: 24 steps, 12 on two clones.
+  warmup = optimization.warmup_steps(64, 1.5, 4, num_clones)
+  assert warmup == 24 // num_clones
+  lr = optimization.build_learning_rate('cosine', lr0, end_learning_rate=end,
+                                        total_steps=total,
+                                        warmup_steps=warmup)
+  for t in (0, 1, warmup - 1, warmup, warmup + 1, 30, total - 1, total,
+            total + 7):
+    cosine = end + (lr0 - end) * (1 + math.cos(math.pi * min(t, total) /
+                                               total)) / 2
+    # Keras computes in float32: equal up to its rounding of the peak rate.
+    assert _rate(lr, t) == pytest.approx(cosine * min(1.0, t / warmup),
+                                         rel=1e-6, abs=1e-7 * lr0), t
+
+
+@pytest.mark.parametrize('decay_type', optimization.list_schedules())
+def test_warmup_ramps_every_schedule_from_zero_without_shifting_it(
+    decay_type):
+  kwargs = dict(decay_steps=3, decay_factor=0.5, end_learning_rate=0.01,
+                total_steps=20)
+  plain = optimization.build_learning_rate(decay_type, 0.1, **kwargs)
+  warm = optimization.build_learning_rate(decay_type, 0.1, warmup_steps=8,
+                                          **kwargs)
+  for t in range(25):
+    assert _rate(warm, t) == pytest.approx(_rate(plain, t) * min(1.0, t / 8),
+                                           rel=1e-6, abs=1e-12), t
+  # The schedule survives Keras' serialization (an optimizer's config).
+  again = keras.optimizers.schedules.deserialize(
+      keras.optimizers.schedules.serialize(warm))
+  assert [_rate(again, t) for t in range(25)] == [_rate(warm, t)
+                                                  for t in range(25)]
+  assert optimization.build_optimizer('adamw', warm).get_config()
+
+
+def test_cosine_needs_the_run_length():
+  with pytest.raises(ValueError, match='total_steps.*max_number_of_steps'):
+    optimization.build_learning_rate('cosine', 0.1)
+
+
+# --- The optimizers of today: adamw, lamb, lion, nadam. ---
+
+# Hyper-parameters away from every default, so a flag that does not reach the
+# optimizer shows.
+HPARAMS = optimization.OptimizerHParams(
+    adam_beta1=0.8, adam_beta2=0.95, opt_epsilon=1e-6, weight_decay=0.3,
+    lion_beta1=0.85, lion_beta2=0.97)
+# What each should be: Keras' own optimizer with the values of HPARAMS.
+KERAS_OPTIMIZERS = {
+    'adamw': lambda lr: keras.optimizers.AdamW(
+        learning_rate=lr, weight_decay=0.3, beta_1=0.8, beta_2=0.95,
+        epsilon=1e-6),
+    'lamb': lambda lr: keras.optimizers.Lamb(
+        learning_rate=lr, weight_decay=0.3, beta_1=0.8, beta_2=0.95,
+        epsilon=1e-6),
+    'lion': lambda lr: keras.optimizers.Lion(
+        learning_rate=lr, weight_decay=0.3, beta_1=0.85, beta_2=0.97),
+    'nadam': lambda lr: keras.optimizers.Nadam(
+        learning_rate=lr, beta_1=0.8, beta_2=0.95, epsilon=1e-6),
+}
+DECOUPLED = ('adamw', 'lamb', 'lion')
+
+
+def _not_decayed(path):
+  return path.endswith(('/biases', '/BatchNorm/beta', '/BatchNorm/gamma'))
+
+
+def _net_with_every_kind_of_variable(seed=0):
+  """A tiny net with weights, depthwise weights, BN beta/gamma and biases.
+
+  Built from the slim layers every net uses, so the variables have TF-Slim's
+  names (`Tiny/conv1/BatchNorm/gamma`); values random everywhere, since zero
+  biases and betas would hide a decay.
+  """
+  bn = functools.partial(layers.batch_norm, scale=True)
+
+  class Tiny(network.Network):
+
+    def __init__(self):
+      super().__init__(scope='Tiny', num_classes=3, is_training=True)
+      self.conv1 = layers.Conv2D(4, 3, normalizer=bn, name='conv1')
+      self.depthwise = layers.SeparableConv2D(None, 3, normalizer=bn,
+                                              name='Conv2d_1_depthwise')
+      self.logits = layers.FullyConnected(3, activation=None, name='logits')
+
+    def forward(self, images, training):
+      net = self.depthwise(self.conv1(images, training=training),
+                           training=training)
+      logits = self.logits(layers.global_avg_pool(net, keepdims=False))
+      return logits, {'Logits': logits}
+
+  net = Tiny()
+  net(tf.zeros([1, 8, 8, 1]), training=False)
+  rng = np.random.RandomState(seed)
+  for v in net.trainable_variables:
+    v.assign(rng.uniform(0.5, 1.5, v.shape).astype(np.float32))
+  return net
+
+
+def test_the_decoupled_optimizers_are_registered_as_such():
+  assert optimization.optimizers_where(
+      lambda e: e.decoupled_weight_decay) == list(DECOUPLED)
+  assert sorted(v.path for v in
+                _net_with_every_kind_of_variable().trainable_variables) == [
+                    'Tiny/Conv2d_1_depthwise/BatchNorm/beta',
+                    'Tiny/Conv2d_1_depthwise/BatchNorm/gamma',
+                    'Tiny/Conv2d_1_depthwise/depthwise_weights',
+                    'Tiny/conv1/BatchNorm/beta', 'Tiny/conv1/BatchNorm/gamma',
+                    'Tiny/conv1/weights', 'Tiny/logits/biases',
+                    'Tiny/logits/weights']
+
+
+@pytest.mark.parametrize('name', sorted(KERAS_OPTIMIZERS))
+def test_new_optimizers_update_as_keras_own(name):
+  ours_net = _net_with_every_kind_of_variable()
+  keras_net = _net_with_every_kind_of_variable()
+  ours = optimization.build_optimizer(name, 0.01, HPARAMS)
+  reference = KERAS_OPTIMIZERS[name](0.01)
+  if name in DECOUPLED:
+    # By variable, from the TF-Slim paths: independent of our name pattern.
+    reference.exclude_from_weight_decay(var_list=[
+        v for v in keras_net.trainable_variables if _not_decayed(v.path)])
+  rng = np.random.RandomState(1)
+  for _ in range(3):
+    grads = [rng.normal(size=v.shape).astype(np.float32)
+             for v in ours_net.trainable_variables]
+    ours.apply_gradients(zip([tf.constant(g) for g in grads],
+                             ours_net.trainable_variables))
+    reference.apply_gradients(zip([tf.constant(g) for g in grads],
+                                  keras_net.trainable_variables))
+  start = _net_with_every_kind_of_variable()
+  for a, b, v0 in zip(ours_net.trainable_variables,
+                      keras_net.trainable_variables, start.trainable_variables):
+    assert not np.allclose(a.numpy(), v0.numpy())  # it moved
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7,
+                               err_msg=a.path)
+
+
+# Every optimizer but ftrl, which recomputes the weights from its
+# accumulators (zero at the start) on every step.
+@pytest.mark.parametrize('name', [n for n in optimization.list_optimizers()
+                                  if n != 'ftrl'])
+def test_only_decoupled_decay_moves_weights_on_zero_gradients(name):
+  net = _net_with_every_kind_of_variable()
+  before = {v.path: v.numpy() for v in net.trainable_variables}
+  lr = 0.1
+  optimization.build_optimizer(name, lr, HPARAMS).apply_gradients(
+      [(tf.zeros_like(v), v) for v in net.trainable_variables])
+  for v in net.trainable_variables:
+    if name in DECOUPLED and not _not_decayed(v.path):
+      np.testing.assert_allclose(v.numpy(), before[v.path] * (1 - lr * 0.3),
+                                 rtol=1e-6, err_msg=v.path)
+    else:
+      np.testing.assert_array_equal(v.numpy(), before[v.path], v.path)
+
+
+@pytest.mark.parametrize('name', optimization.list_optimizers())
+def test_the_nets_l2_regulariser_is_off_only_with_decoupled_decay(name):
+  weight_decay = 0.01
+  net = nets_factory.get_network_fn(
+      'lenet', 10, weight_decay=optimization.net_weight_decay(
+          name, weight_decay), is_training=True)
+  net(tf.zeros([1, 28, 28, 1]))
+  if name in DECOUPLED:
+    assert not net.losses
+  else:
+    # TF-Slim's l2_regularizer on the weights (not the biases).
+    expected = sum(weight_decay * float(tf.nn.l2_loss(v))
+                   for v in net.trainable_variables
+                   if v.path.endswith('/weights'))
+    assert float(tf.add_n(net.losses)) == pytest.approx(expected, rel=1e-5)
+
+
+# In a fresh process: the CPU is split into two logical devices before
+# TensorFlow starts. Under MirroredStrategy each replica's copy of a variable
+# is decayed on its own and seen under its own name ('Tiny/biases:0',
+# 'Tiny/biases/replica_1:0'): every copy must get the same treatment.
+_MIRRORED_DECAY = textwrap.dedent(r'''
+  import json
+  import numpy as np
+  import tensorflow as tf
+  from slimkit.deployment import model_deploy, optimization
+  from tests import test_optimization
+
+  strategy = model_deploy.make_strategy(
+      model_deploy.DeploymentConfig(num_clones=2, clone_on_cpu=True))
+  report = {}
+  for name in ('adamw', 'lamb', 'lion'):
+    with strategy.scope():
+      net = test_optimization._net_with_every_kind_of_variable()
+      for v in net.trainable_variables:
+        v.assign(tf.fill(v.shape, 2.0))
+      opt = optimization.build_optimizer(
+          name, 0.1, optimization.OptimizerHParams(weight_decay=0.3))
+      opt.build(net.trainable_variables)
+
+    @tf.function
+    def step():
+      strategy.run(lambda: opt.apply_gradients(
+          [(tf.zeros_like(v), v) for v in net.trainable_variables]))
+
+    step()
+    report[name] = {
+        v.path: [sorted(set(np.asarray(c).ravel().tolist()))
+                 for c in strategy.experimental_local_results(v.value)]
+        for v in net.trainable_variables}
+  print(json.dumps(report))
+''')
+
+
+def test_decoupled_decay_skips_the_same_variables_on_every_clone():
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run(
+      [sys.executable, '-c', _MIRRORED_DECAY], env=env, cwd=ROOT,
+      capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  for name in DECOUPLED:
+    assert len(report[name]) == 8
+    for path, replicas in report[name].items():
+      expected = 2.0 if _not_decayed(path) else np.float32(2.0 * (1 - 0.03))
+      assert len(replicas) == 2
+      for values in replicas:
+        assert values == [pytest.approx(float(expected), rel=1e-6)], (name,
+                                                                      path)
+
+
+def test_optimizer_warnings():
+  tf_slim = optimization.OptimizerHParams()
+  good = optimization.OptimizerHParams(opt_epsilon=1e-8, weight_decay=0.05)
+  for name in ('adam', 'adamw', 'lamb', 'nadam'):
+    assert any('crawls' in w and '--opt_epsilon=1e-8' in w
+               for w in optimization.optimizer_warnings(name, tf_slim)), name
+  for name in DECOUPLED:
+    assert any('--weight_decay=4e-05' in w and '0.05' in w
+               for w in optimization.optimizer_warnings(name, tf_slim)), name
+  for name in optimization.list_optimizers():
+    assert not optimization.optimizer_warnings(name, good), name
+  # TF-Slim's own recipe warns about nothing.
+  for name in ('rmsprop', 'momentum', 'sgd', 'adadelta'):
+    assert not optimization.optimizer_warnings(name, tf_slim), name
+  assert not optimization.optimizer_warnings('lion', tf_slim)[1:]

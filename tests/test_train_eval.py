@@ -225,6 +225,14 @@ def test_scripts_train_and_evaluate_cifarnet(tmp_path):
               'activations/conv1', 'sparsity/conv1', 'activations/Logits',
               'variables/CifarNet/conv1/weights', 'images'):
     assert tag in tags, sorted(tags)
+  # sgd keeps TF-Slim's L2 regulariser of the weights (--weight_decay=4e-5).
+  regularization = [
+      float(tf.make_ndarray(value.tensor))
+      for path in glob.glob(str(train_dir / 'events.out.tfevents.*'))
+      for event in tf.compat.v1.train.summary_iterator(path)
+      for value in event.summary.value
+      if value.tag == 'losses/regularization_loss']
+  assert regularization and min(regularization) > 0
 
   evaluate = _run_script(
       'eval_image_classifier.py', f'--checkpoint_path={train_dir}',
@@ -274,10 +282,13 @@ def test_users_command_shape_runs_four_clones_on_cpu(tmp_path):
 
 
 @pytest.mark.parametrize('flag, message', [
-    ('--optimizer=adamw', r'--optimizer=adamw: value should be one of <.*rmsprop'),
+    ('--optimizer=adamx',
+     r'--optimizer=adamx: value should be one of <.*adamw'),
     ('--batch_size=0', '--batch_size=0'),
     ('--model_name=lenet5', r'--model_name=lenet5: value should be one of <.*lenet'),
-    ('--learning_rate_decay_type=cosine', 'exponential|fixed|polynomial'),
+    ('--learning_rate_decay_type=cosine', '--learning_rate_decay_type=cosine '
+     'decays to --end_learning_rate at the last step: it needs '
+     '--max_number_of_steps'),
     ('--num_clones=64', '--num_clones=64 needs 64'),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, flag,

@@ -44,6 +44,8 @@ TRAIN_CASES = [
     ('preprocessing_name', 'inceptoin'), ('dataset_split_name', 'trian'),
     ('collective_timeout_secs', '-1'), ('num_classes', '0'),
     ('precision', 'float8'), ('job_name', 'boss'),
+    ('warmup_epochs', '-1'), ('lion_beta1', '0'), ('lion_beta1', '1.5'),
+    ('lion_beta2', '1.0'),
 ]
 EVAL_CASES = [
     ('batch_size', '0'), ('batch_size', '-3'), ('max_num_batches', '0'),
