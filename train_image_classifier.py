@@ -28,6 +28,7 @@ from absl import logging
 import tensorflow as tf
 
 from slimkit import flags as slim_flags
+from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
 from slimkit.datasets import synthetic
@@ -105,6 +106,16 @@ def main(argv):
     strategy = model_deploy.make_strategy(deployment)
   except model_deploy.DeploymentError as e:
     slim_flags.fail(str(e))
+  # Before any weight or random op exists. A drawn seed goes into flags.txt,
+  # so the run can be repeated; workers all take the chief's.
+  random_seed, drawn = FLAGS.random_seed, FLAGS.random_seed is None
+  if drawn:
+    random_seed = FLAGS.random_seed = model_deploy.chief_value(
+        strategy, seeds.draw_seed())
+  seeds.seed_everything(random_seed)
+  logging.info('Random seed %d%s.', random_seed,
+               ' (drawn; repeat the run with --flagfile=<train_dir>/flags.txt)'
+               if drawn else '')
   if FLAGS.checkpoint_path and not tf.train.latest_checkpoint(FLAGS.train_dir):
     try:
       checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
@@ -159,23 +170,23 @@ def main(argv):
   skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
                   if skipped is not None else {})
 
-  def dataset_fn(input_context):
+  def dataset_fn(input_context, seed=None):
     per_replica_batch = input_context.get_per_replica_batch_size(
         FLAGS.batch_size * input_context.num_replicas_in_sync)
     if synthetic.is_synthetic(split):  # Model speed alone: no input work.
+      # One fixed batch, a function of the run's seed alone (it has no
+      # position to resume at).
       return split.make_dataset(
           batch_size=per_replica_batch, image_size=image_size,
           channels=input_pipeline.output_channels(split, FLAGS.use_grayscale),
-          input_context=input_context)
+          seed=random_seed, input_context=input_context)
     return input_pipeline.make_dataset(
         split, preprocess, **skip_options,
-        batch_size=input_context.get_per_replica_batch_size(
-            FLAGS.batch_size * input_context.num_replicas_in_sync),
-        is_training=True, image_size=image_size,
+        batch_size=per_replica_batch, is_training=True, image_size=image_size,
         num_readers=FLAGS.num_readers,
         num_preprocessing_threads=FLAGS.num_preprocessing_threads,
         labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale,
-        input_context=input_context)
+        seed=seed, input_context=input_context)
 
   options = trainer.TrainOptions(
       train_dir=FLAGS.train_dir, batch_size=FLAGS.batch_size,
@@ -190,7 +201,8 @@ def main(argv):
       checkpoint_exclude_scopes=slim_flags.split_scopes(
           FLAGS.checkpoint_exclude_scopes),
       ignore_missing_vars=FLAGS.ignore_missing_vars,
-      skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla)
+      skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla,
+      random_seed=random_seed)
 
   if cluster.is_chief:  # The other workers leave train_dir alone.
     try:

@@ -41,6 +41,7 @@ import re
 
 import tensorflow as tf
 
+from slimkit import seeds
 from slimkit.datasets import image_coding
 from slimkit.datasets import split as split_lib
 
@@ -228,29 +229,34 @@ def _checked_encoded(encoded, image_format, files, position):
   return tf.cond(_is_image_data(encoded), lambda: encoded, fail)
 
 
-def _accepts_bbox(preprocess_fn):
-  accepts = getattr(preprocess_fn, 'accepts_bbox', None)
+def _accepts(preprocess_fn, option):
+  """Whether `preprocess_fn` takes the keyword `option` ('bbox', 'seed')."""
+  accepts = getattr(preprocess_fn, f'accepts_{option}', None)
   if accepts is not None:
     return accepts
   try:
-    return 'bbox' in inspect.signature(preprocess_fn).parameters
+    return option in inspect.signature(preprocess_fn).parameters
   except (TypeError, ValueError):
     return False
 
 
 def _image_fn(split, preprocess_fn, *, height, width, use_grayscale):
-  """Returns fn(encoded, bbox) -> the preprocessed float32 image.
+  """Returns fn(encoded, bbox, seed=None) -> the preprocessed float32 image.
 
   `bbox` is the record's float32 `[num_boxes, 4]` (ignored unless the split
-  has boxes and the style takes them).
+  has boxes and the style takes them); `seed` an int `[2]` seed of the
+  image's random draws (ignored by a style that takes none).
   """
   channels = output_channels(split, use_grayscale)
-  pass_bbox = split.has_bboxes and _accepts_bbox(preprocess_fn)
+  pass_bbox = split.has_bboxes and _accepts(preprocess_fn, 'bbox')
+  pass_seed = _accepts(preprocess_fn, 'seed')
   # A style that decodes for itself (JPEG crop-window decoding) does so here.
   from_encoded = getattr(preprocess_fn, 'from_encoded', None)
 
-  def image_fn(encoded, bbox):
+  def image_fn(encoded, bbox, seed=None):
     options = {'bbox': bbox} if pass_bbox else {}
+    if pass_seed and seed is not None:
+      options['seed'] = seed
     if from_encoded is not None:
       image = from_encoded(encoded, height, width, channels=split.channels,
                            use_grayscale=use_grayscale, **options)
@@ -280,21 +286,23 @@ def _checked_record(encoded, image_format, label, num_classes, files,
   return encoded, label
 
 
-def _example_fn(split, image_fn, files, *, labels_offset):
-  """Returns the map function (position, record) -> (image, label).
+def _example_fn(split, image_fn, files, *, labels_offset, element_seed):
+  """Returns the map function (index, position, record) -> (image, label).
 
   Checks and decodes one record at a time (the `skip_corrupt` path, where a
-  failure must stay within its record).
+  failure must stay within its record). `index` is the record's place in
+  the stream, which `element_seed` (or None) turns into its draws' seed.
   """
   num_classes = _num_classes(split, labels_offset)
 
-  def example_fn(position, serialized):
+  def example_fn(index, position, serialized):
     parsed = split.parse(serialized)
     encoded, label = _checked_record(
         parsed['encoded'], parsed['format'],
         tf.cast(parsed['label'], tf.int64) - labels_offset, num_classes,
         files, position)
-    return image_fn(encoded, parsed.get('bbox')), label
+    seed = element_seed(index) if element_seed else None
+    return image_fn(encoded, parsed.get('bbox'), seed), label
 
   return example_fn
 
@@ -441,13 +449,13 @@ def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
   def flag_good(image, label):
     return image, label, tf.constant(False)
 
-  def one(position, serialized):
-    good = tf.data.Dataset.from_tensors((position, serialized)).map(
+  def one(index, record):
+    good = tf.data.Dataset.from_tensors((index,) + tuple(record)).map(
         example_fn).ignore_errors().map(flag_good)
     return good.concatenate(
         tf.data.Dataset.from_tensors(placeholder)).take(1)
 
-  dataset = records.interleave(
+  dataset = records.enumerate().interleave(
       one, cycle_length=num_parallel_calls or _AUTOTUNE,
       num_parallel_calls=num_parallel_calls or _AUTOTUNE,
       deterministic=deterministic)
@@ -543,8 +551,11 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
       otherwise its own records.
     shuffle_buffer_size: Records in the shuffle buffer in training (default
       max(1000, 10 * batch_size)).
-    seed: Seed of the file and record shuffling; with a seed training reads
-      in a reproducible order (augmentation draws follow `tf.random.set_seed`).
+    seed: An int: training reads in a reproducible order (the file and
+      record shuffles use it) and every image's augmentation draws are
+      stateless, keyed on it, the pipeline and the image's index in the
+      pipeline's stream, so they do not depend on the parallelism. None:
+      TF's stateful draws and a nondeterministic element order.
     num_epochs: Passes over the data; None means forever in training and once
       in evaluation.
     prefetch: Prefetch batches (AUTOTUNE) so input overlaps the train step.
@@ -579,6 +590,10 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
   deterministic = (not is_training) or seed is not None
   if shuffle_buffer_size is None:
     shuffle_buffer_size = max(1000, 10 * batch_size)
+  element_seed = None
+  if is_training and seed is not None:
+    pipeline = input_context.input_pipeline_id if input_context else 0
+    element_seed = lambda index: seeds.fold(int(seed), pipeline, index)
   records = _records(files, is_training=is_training, num_readers=num_readers,
                      input_context=input_context, seed=seed,
                      num_epochs=num_epochs,
@@ -591,7 +606,8 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
   if skip_corrupt:
     dataset = _skip_bad_records(
         records, _example_fn(split, image_fn, files,
-                             labels_offset=labels_offset), files,
+                             labels_offset=labels_offset,
+                             element_seed=element_seed), files,
         num_parallel_calls=num_preprocessing_threads,
         deterministic=deterministic, counter=skip_counter,
         shape=[height, width, output_channels(split, use_grayscale)])
@@ -599,9 +615,11 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
     checked = _checked_groups(
         records, split, files, labels_offset=labels_offset,
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
-    dataset = checked.map(
-        lambda record: (image_fn(record['encoded'], _record_boxes(record)),
-                        record['label']),
+    dataset = checked.enumerate().map(
+        lambda index, record: (
+            image_fn(record['encoded'], _record_boxes(record),
+                     element_seed(index) if element_seed else None),
+            record['label']),
         num_parallel_calls=num_preprocessing_threads or _AUTOTUNE,
         deterministic=deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)

@@ -217,3 +217,33 @@ def make_strategy(config):
   """Configures devices for `config` and returns its strategy."""
   configure_logical_devices(config)
   return config.strategy()
+
+
+def chief_value(strategy, value):
+  """The chief's int `value`, on every worker of `strategy`.
+
+  For what each process picks on its own but all must share, such as a
+  random seed drawn when none is given. One all-reduce with several
+  workers; `value` itself otherwise.
+
+  Args:
+    strategy: The run's `tf.distribute.Strategy`.
+    value: An int below 2**53 (it travels as float64).
+
+  Returns:
+    An int.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return value
+
+  def replica_fn():
+    ctx = tf.distribute.get_replica_context()
+    mine = tf.cast(tf.equal(ctx.replica_id_in_sync_group, 0), tf.float64)
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM,
+                          mine * tf.constant(float(value), tf.float64))
+
+  @tf.function(autograph=False)
+  def agree():
+    return strategy.experimental_local_results(strategy.run(replica_fn))[0]
+
+  return int(agree().numpy())

@@ -27,7 +27,10 @@ What it does, as TF-Slim's `train_image_classifier.py` did:
   steps with a final checkpoint; a failed save raises `CheckpointSaveError`
   and leaves the previous checkpoint in place;
 * TensorBoard summaries every `save_summaries_secs`; a log line every
-  `log_every_n_steps`;
+  `log_every_n_steps`, with a warning when the cross-entropy starts far above
+  or stays at chance level (`loss_watch.py`);
+* with `random_seed`, reproducible: dropout is stateless, keyed on the seed,
+  the global step and the clone, and the input is seeded (see TrainOptions);
 * several workers (`MultiWorkerMirroredStrategy`): all start from the chief's
   state, agree every `log_every_n_steps` steps on saving, summarizing and
   stopping; only the chief writes to `train_dir` (the others save to a
@@ -42,6 +45,7 @@ a checkpoint can be read by name; `ema/` the same names to their averages;
 
 import dataclasses
 import datetime
+import functools
 import os
 import re
 import shutil
@@ -54,7 +58,9 @@ from typing import Optional, Sequence
 from absl import logging
 import tensorflow as tf
 
+from slimkit import seeds
 from slimkit.deployment import checkpoints
+from slimkit.deployment import loss_watch
 from slimkit.deployment import precision as precision_lib
 
 # The weight of the auxiliary head's loss, as in TF-Slim's training script.
@@ -209,6 +215,13 @@ class TrainOptions:
       and checkpoints stay float32; float16 scales the loss.
     xla: Compile each clone's step with XLA (for GPUs and TPUs; on CPU it is
       usually slower).
+    random_seed: With a seed (see `slimkit.seeds`, which the caller must
+      have applied with `seeds.seed_everything` before building anything),
+      the run is reproducible: dropout is keyed on the seed, the global step
+      and the replica, and `dataset_fn` is called with `seed=` derived from
+      the seed and the step the run starts at (so a resumed run reads a new,
+      reproducible stream instead of replaying the first one). None: TF's
+      stateful random ops, as without a seed.
   """
   train_dir: str
   batch_size: int
@@ -227,6 +240,7 @@ class TrainOptions:
   skipped_records: Optional[tf.Variable] = None
   precision: str = 'float32'
   xla: bool = False
+  random_seed: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,7 +375,9 @@ def train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
     strategy: A `tf.distribute.Strategy` (see `model_deploy`).
     network_fn: `() -> Network`; called inside the strategy's scope.
     dataset_fn: `(tf.distribute.InputContext) -> tf.data.Dataset` of
-      `(images, labels)` batches of `options.batch_size` (one per clone).
+      `(images, labels)` batches of `options.batch_size` (one per clone);
+      with `options.random_seed` it is also passed `seed=` (an int) for its
+      shuffles and augmentation.
     optimizer_fn: `(learning_rate) -> keras optimizer`.
     learning_rate: A float or a schedule of the global step.
     options: `TrainOptions`.
@@ -399,13 +415,16 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   global_batch = options.batch_size * num_clones
 
   # The input's shapes tell the net its image size before the first step.
-  image_spec = dataset_fn(tf.distribute.InputContext()).element_spec[0]
+  image_spec = _seeded(dataset_fn, options.random_seed)(
+      tf.distribute.InputContext()).element_spec[0]
   with strategy.scope():
     # Layers take the policy when built; variables stay float32 under it.
     with precision_lib.policy_scope(options.precision):
       net = network_fn()
-      net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
+      _, end_points = net(
+          tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
           training=False)
+    has_aux = end_points.get('AuxLogits') is not None
     model_variables = list(net.weights)
     # Freezes the variables outside the scopes and the batch norms that have
     # no variable inside them (their statistics must not move either).
@@ -472,8 +491,13 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   def replica_step(images, labels):
     ctx = tf.distribute.get_replica_context()
     saved = [tf.identity(v.value) for v in statistics]
+    # Dropout masks keyed on the step and the clone: the same in every run
+    # with this seed, whichever traced step (with or without summaries) ran.
+    step_seed = (seeds.fold(options.random_seed, global_step,
+                            ctx.replica_id_in_sync_group)
+                 if options.random_seed is not None else None)
     with tf.GradientTape() as tape:
-      logits, end_points = net(images, training=True)
+      logits, end_points = net(images, training=True, seed=step_seed)
       clone_loss = classification_loss(logits, labels, end_points,
                                        options.label_smoothing)
       regularization = (tf.add_n([tf.cast(l, tf.float32) for l in net.losses])
@@ -537,7 +561,9 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
         ema.update(step_done)
       if with_summaries:
         _write_summaries(outputs, total, step_done)
-      return total
+      # The clones' mean cross-entropy, for LossWatch.
+      return total, strategy.reduce(tf.distribute.ReduceOp.MEAN,
+                                    outputs['clone_loss'], axis=None)
     return step
 
   def _write_summaries(outputs, total, step):
@@ -564,7 +590,10 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   train_step = make_step(with_summaries=False)
   agree = _agreement(strategy, every=options.log_every_n_steps)
   summary_step = make_step(with_summaries=True)
-  dataset = strategy.distribute_datasets_from_function(dataset_fn)
+  # tf.data's position is not in the checkpoint: a run resumed at step N
+  # reads the stream of (seed, N), the same whenever it resumes there.
+  dataset = strategy.distribute_datasets_from_function(_seeded(
+      dataset_fn, options.random_seed, int(global_step.numpy())))
   iterator = iter(dataset)
 
   def check_finite():
@@ -616,6 +645,8 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   first_summary_done = False
   # Saving the same step twice would rewrite a complete checkpoint in place.
   saved_steps = {step} if last_checkpoint else set()
+  watch = loss_watch.LossWatch(
+      net.num_classes or 1, aux_weight=AUX_LOSS_WEIGHT if has_aux else 0.0)
   stop = _StopOnSignal()
   try:
     stop.__enter__()
@@ -631,7 +662,8 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
       summarize = not first_summary_done or agree(
           step, now - last_summary >= options.save_summaries_secs)
       try:
-        loss = (summary_step if summarize else train_step)(iterator)
+        loss, cross_entropy = (summary_step if summarize else train_step)(
+            iterator)
       except (StopIteration, tf.errors.OutOfRangeError):
         logging.info('The input ran out at global step %d.', step)
         break
@@ -642,6 +674,9 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
       if step % options.log_every_n_steps == 0 or step == max_steps:
         loss_value = float(loss.numpy())
         check_finite()
+        warning = watch.check(step, float(cross_entropy.numpy()))
+        if warning:
+          logging.warning(warning)
         now = time.time()
         sec_per_step = (now - last_log_time) / max(step - last_log_step, 1)
         images_per_sec = global_batch / max(sec_per_step, 1e-9)
@@ -681,6 +716,14 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
     loss_value = float(loss.numpy())
   return TrainResult(global_step=step, loss=loss_value,
                      checkpoint=last_checkpoint)
+
+
+def _seeded(dataset_fn, random_seed, *values):
+  """`dataset_fn` with `seed=` derived from the run's seed and `values`."""
+  if random_seed is None:
+    return dataset_fn
+  return functools.partial(dataset_fn,
+                           seed=seeds.derive(random_seed, *values))
 
 
 def _num_workers(strategy):

@@ -82,7 +82,7 @@ class CifarNet(Network):
     net = end_points['pool2'] = layers.max_pool2d(net, 2, 2)
     net = end_points['Flatten'] = layers.flatten(net)
     net = end_points['fc3'] = self.fc3(net, training=training)
-    net = end_points['dropout3'] = layers.dropout(
+    net = end_points['dropout3'] = self.dropout(
         net, self.dropout_keep_prob, training)
     net = end_points['fc4'] = self.fc4(net, training=training)
     if not self.num_classes:

@@ -228,7 +228,7 @@ class InceptionResnetV2(InceptionNet):
       if not self.num_classes:
         return net, end_points
       net = layers.flatten(net)
-      net = end_points['PreLogitsFlatten'] = layers.dropout(
+      net = end_points['PreLogitsFlatten'] = self.dropout(
           net, self.dropout_keep_prob, training)
       logits = self.logits(net, training=training)
     return self.predictions(logits, end_points)

@@ -425,7 +425,7 @@ class InceptionNet(Network):
                       **pool_options)
       if not self.num_classes:
         return net, end_points
-      net = layers.dropout(net, self.dropout_keep_prob, training)
+      net = self.dropout(net, self.dropout_keep_prob, training)
       if pre_logits:
         end_points[pre_logits] = net
       logits = self.logits(net, training=training)

@@ -146,7 +146,7 @@ class InceptionV4(InceptionNet):
       net = end_points['global_pool'] = layers.global_avg_pool(net)
       if not self.num_classes:
         return net, end_points
-      net = layers.dropout(net, self.dropout_keep_prob, training)
+      net = self.dropout(net, self.dropout_keep_prob, training)
       net = end_points['PreLogitsFlatten'] = layers.flatten(net)
       logits = self.logits(net, training=training)
     return self.predictions(logits, end_points)

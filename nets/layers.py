@@ -361,11 +361,26 @@ def flatten(x):
   return tf.reshape(x, [-1, size] if size is not None else [tf.shape(x)[0], -1])
 
 
-def dropout(x, keep_prob, training, seed=None):
-  """`slim.dropout`: active only in training, with TF-Slim's `keep_prob`."""
+def dropout(x, keep_prob, training, draws=None):
+  """`slim.dropout`: active only in training, with TF-Slim's `keep_prob`.
+
+  Args:
+    x: The activations.
+    keep_prob: Fraction of units kept (and scaled by `1 / keep_prob`).
+    training: Whether dropout is active.
+    draws: A `seeds.Draws`: with a seed the mask is stateless (the same for
+      the same seed); None or no seed uses TensorFlow's stateful op.
+
+  Returns:
+    The activations with dropout applied in training.
+  """
   if not training or keep_prob >= 1.0:
     return x
-  return tf.nn.dropout(x, rate=1.0 - keep_prob, seed=seed)
+  seed = draws.next_seed() if draws is not None else None
+  if seed is None:
+    return tf.nn.dropout(x, rate=1.0 - keep_prob)
+  return tf.nn.experimental.stateless_dropout(x, rate=1.0 - keep_prob,
+                                              seed=seed)
 
 
 def fixed_padding(x, kernel_size, rate=1):

@@ -62,7 +62,7 @@ class LeNet(Network):
     net = end_points['fc3'] = self.fc3(net, training=training)
     if not self.num_classes:
       return net, end_points
-    net = end_points['dropout3'] = layers.dropout(
+    net = end_points['dropout3'] = self.dropout(
         net, self.dropout_keep_prob, training)
     logits = end_points['Logits'] = self.fc4(net, training=training)
     end_points['Predictions'] = self.prediction_fn(logits)

@@ -191,7 +191,7 @@ class MobileNetV1(Network):
             net, window, stride=2, padding='VALID')
       if not self.num_classes:
         return net, end_points
-      net = layers.dropout(net, self.dropout_keep_prob, training)
+      net = self.dropout(net, self.dropout_keep_prob, training)
       logits = self.logits(net, training=training)
       if self.spatial_squeeze:
         logits = tf.squeeze(logits, [1, 2], name='SpatialSqueeze')

@@ -298,7 +298,7 @@ class MobileNetV2(Network):
       net = end_points['global_pool'] = layers.global_avg_pool(net)
       if not self.num_classes:
         return net, end_points
-      net = layers.dropout(net, self.dropout_keep_prob, training)
+      net = self.dropout(net, self.dropout_keep_prob, training)
       logits = tf.squeeze(self.logits(net, training=training), [1, 2])
     end_points['Logits'] = logits
     end_points['Predictions'] = self.prediction_fn(logits)

@@ -3,6 +3,9 @@
 import keras
 import tensorflow as tf
 
+from slimkit import seeds
+from slimkit.nets import layers
+
 
 class Network(keras.Model):
   """A classification net with TF-Slim's calling contract.
@@ -37,24 +40,35 @@ class Network(keras.Model):
     self.num_classes = num_classes
     self.is_training = is_training
     self._net_config = dict(config or {})
+    self._draws = seeds.Draws()  # set anew by every call
 
-  def call(self, images, training=None):
+  def call(self, images, training=None, seed=None):
     """Runs the net.
 
     Args:
       images: A float `[batch, height, width, channels]` tensor.
       training: Whether to run in training mode (dropout, batch statistics);
         defaults to the `is_training` the net was built with.
+      seed: An int `[2]` seed tensor for the dropout masks (stateless, the
+        same masks for the same seed), or None for TensorFlow's stateful
+        random ops. The trainer passes one per step and replica under
+        `--random_seed`.
 
     Returns:
       `(logits, end_points)`.
     """
     if training is None:
       training = self.is_training
+    # The draws of this call, for `dropout`; each call starts afresh.
+    self._draws = seeds.Draws(seed)
     return self.forward(images, bool(training))
 
   def forward(self, images, training):
     raise NotImplementedError
+
+  def dropout(self, x, keep_prob, training):
+    """`layers.dropout` with this call's draws (see `call`'s `seed`)."""
+    return layers.dropout(x, keep_prob, training, draws=self._draws)
 
   def get_config(self):
     return dict(self._net_config)

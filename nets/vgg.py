@@ -104,13 +104,13 @@ class VGG(Network):
               net, training=training)
       net = end_points[f'{scope}/pool{b + 1}'] = layers.max_pool2d(net, 2, 2)
     net = end_points[f'{scope}/fc6'] = self.fc6(net, training=training)
-    net = layers.dropout(net, self.dropout_keep_prob, training)
+    net = self.dropout(net, self.dropout_keep_prob, training)
     net = end_points[f'{scope}/fc7'] = self.fc7(net, training=training)
     if self.global_pool:
       net = end_points['global_pool'] = layers.global_avg_pool(net)
     if not self.num_classes:
       return net, end_points
-    net = layers.dropout(net, self.dropout_keep_prob, training)
+    net = self.dropout(net, self.dropout_keep_prob, training)
     net = self.fc8(net, training=training)
     if self.spatial_squeeze:
       net = tf.squeeze(net, [1, 2])

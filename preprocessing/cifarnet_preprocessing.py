@@ -9,6 +9,7 @@ Evaluation: crop or pad to the output size, then per-image standardization.
 
 import tensorflow as tf
 
+from slimkit import seeds
 from slimkit.preprocessing import image_ops
 
 _PADDING = 4
@@ -51,7 +52,7 @@ def _distorted(image, draws, output_height, output_width, padding):
 
 
 def preprocess_for_train(image, output_height, output_width, padding=_PADDING,
-                         use_grayscale=False):
+                         use_grayscale=False, seed=None):
   """Randomly pads, crops, flips and distorts one image; see the module doc.
 
   TF-Slim's random brightness is not computed: it adds one constant to
@@ -63,7 +64,7 @@ def preprocess_for_train(image, output_height, output_width, padding=_PADDING,
   image = image_ops.to_float(image)
   if use_grayscale:
     image = image_ops.to_grayscale(image)
-  return _distorted(image, tf.random.uniform([4]), output_height,
+  return _distorted(image, seeds.Draws(seed).uniform([4]), output_height,
                     output_width, padding)
 
 
@@ -79,7 +80,7 @@ def preprocess_for_eval(image, output_height, output_width,
 
 
 def preprocess_image(image, output_height, output_width, is_training=False,
-                     padding=_PADDING, use_grayscale=False):
+                     padding=_PADDING, use_grayscale=False, seed=None):
   """Preprocesses one image for CifarNet.
 
   Args:
@@ -89,12 +90,16 @@ def preprocess_image(image, output_height, output_width, is_training=False,
     is_training: Augment (pad, random crop, flip, brightness, contrast).
     padding: Pixels of zero padding on every side before the training crop.
     use_grayscale: Convert RGB to 1 channel.
+    seed: Training: an int `[2]` seed tensor making the random draws
+      stateless (the same output for the same seed); None uses TF's
+      stateful random ops.
 
   Returns:
     float32 `[output_height, output_width, channels]`, per-image standardized.
   """
   if is_training:
     return preprocess_for_train(image, output_height, output_width,
-                                padding=padding, use_grayscale=use_grayscale)
+                                padding=padding, use_grayscale=use_grayscale,
+                                seed=seed)
   return preprocess_for_eval(image, output_height, output_width,
                              use_grayscale=use_grayscale)

@@ -19,6 +19,7 @@ images.
 
 import tensorflow as tf
 
+from slimkit import seeds
 from slimkit.preprocessing import image_ops
 
 _BRIGHTNESS_MAX_DELTA = 32.0 / 255.0
@@ -34,6 +35,10 @@ _MAX_ATTEMPTS = 100
 _CENTRAL_FRACTION = 0.875
 # fast_mode resizes bilinearly only; otherwise one of these at random.
 _RESIZE_METHODS = ('bilinear', 'nearest', 'bicubic', 'area')
+
+# Keys of the seeded draws of the crop window and of the rest: the window is
+# drawn in both branches of the JPEG/other decode, which must draw alike.
+_WINDOW_DRAWS, _FINISH_DRAWS = 1, 2
 
 
 def adjust_saturation(image, factor):
@@ -61,21 +66,25 @@ def adjust_saturation(image, factor):
   return tf.transpose(value + k * (planes - value), [1, 2, 0])
 
 
-def random_saturation(image, lower, upper):
+def random_saturation(image, lower, upper, draws=None):
   """`adjust_saturation` by a factor drawn uniformly from [lower, upper)."""
-  return adjust_saturation(image, tf.random.uniform([], lower, upper))
+  draws = draws or seeds.Draws()
+  return adjust_saturation(image, draws.uniform([], lower, upper))
 
 
-def distort_color(image, color_ordering=0, fast_mode=True):
+def distort_color(image, color_ordering=0, fast_mode=True, draws=None):
   """Distorts the colours of one image in [0, 1].
 
   Training uses `distort_and_scale` instead in fast mode on RGB images (the
-  same result, faster).
+  same result, faster). Each op is TF's `random_*` op written as its
+  `adjust_*` op of a uniform draw (which is how TF defines them), so that
+  the draws can be stateless.
 
   Args:
     image: float32 `[height, width, channels]` in [0, 1].
     color_ordering: Which order of the colour ops (0-3; 0-1 in fast mode).
     fast_mode: Only brightness and saturation (no hue, no contrast).
+    draws: The `seeds.Draws` of this image; None: TF's stateful draws.
 
   Returns:
     The distorted image, clipped to [0, 1].
@@ -83,15 +92,19 @@ def distort_color(image, color_ordering=0, fast_mode=True):
   Raises:
     ValueError: for an ordering outside the valid range.
   """
+  draws = draws or seeds.Draws()
   rgb = image_ops.num_channels(image) == 3
-  brightness = lambda x: tf.image.random_brightness(x, _BRIGHTNESS_MAX_DELTA)
+  brightness = lambda x: tf.image.adjust_brightness(
+      x, draws.uniform([], -_BRIGHTNESS_MAX_DELTA, _BRIGHTNESS_MAX_DELTA))
   # Saturation and hue are undefined for 1 channel (TF-Slim failed there);
   # such images get brightness and contrast only.
-  saturation = ((lambda x: random_saturation(x, *_SATURATION_RANGE))
+  saturation = ((lambda x: random_saturation(x, *_SATURATION_RANGE, draws))
                 if rgb else (lambda x: x))
-  hue = ((lambda x: tf.image.random_hue(x, _HUE_MAX_DELTA))
+  hue = ((lambda x: tf.image.adjust_hue(
+      x, draws.uniform([], -_HUE_MAX_DELTA, _HUE_MAX_DELTA)))
          if rgb else (lambda x: x))
-  contrast = lambda x: tf.image.random_contrast(x, *_CONTRAST_RANGE)
+  contrast = lambda x: tf.image.adjust_contrast(
+      x, draws.uniform([], *_CONTRAST_RANGE))
   if fast_mode:
     orders = ((brightness, saturation), (saturation, brightness))
   else:
@@ -108,11 +121,11 @@ def distort_color(image, color_ordering=0, fast_mode=True):
   return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def _random_choice(num_cases, branch_fn):
+def _random_choice(num_cases, branch_fn, draws):
   """Runs `branch_fn(case)` for a case drawn uniformly at run time."""
   if num_cases == 1:
     return branch_fn(0)
-  selector = tf.random.uniform([], maxval=num_cases, dtype=tf.int32)
+  selector = draws.uniform([], maxval=num_cases, dtype=tf.int32)
   return tf.switch_case(selector,
                         [lambda c=c: branch_fn(c) for c in range(num_cases)])
 
@@ -125,16 +138,20 @@ def _bbox_tensor(bbox):
   return tf.reshape(bbox, [1, -1, 4])
 
 
-def _distorted_window(image_shape, bbox):
+def _distorted_window(image_shape, bbox, draws):
   """Samples TF-Slim's distorted crop; returns (offsets [2], sizes [2])."""
-  begin, size, _ = tf.image.sample_distorted_bounding_box(
-      image_shape,
-      bounding_boxes=_bbox_tensor(bbox),
-      min_object_covered=_MIN_OBJECT_COVERED,
-      aspect_ratio_range=_ASPECT_RATIO_RANGE,
-      area_range=_AREA_RANGE,
-      max_attempts=_MAX_ATTEMPTS,
-      use_image_if_no_bounding_boxes=True)
+  options = dict(bounding_boxes=_bbox_tensor(bbox),
+                 min_object_covered=_MIN_OBJECT_COVERED,
+                 aspect_ratio_range=_ASPECT_RATIO_RANGE,
+                 area_range=_AREA_RANGE, max_attempts=_MAX_ATTEMPTS,
+                 use_image_if_no_bounding_boxes=True)
+  seed = draws.next_seed()
+  if seed is None:
+    begin, size, _ = tf.image.sample_distorted_bounding_box(image_shape,
+                                                            **options)
+  else:
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        image_shape, seed=seed, **options)
   return begin[:2], size[:2]
 
 
@@ -151,7 +168,7 @@ def _whole_window(image_shape):
   return tf.zeros([2], tf.int32), hw
 
 
-def _resize(image, height, width, fast_mode):
+def _resize(image, height, width, fast_mode, draws):
   """Resizes to [height, width]; the result is float32 on the input's scale.
 
   TF 1's resize, as TF-Slim's `tf.image.resize_images` (no half-pixel
@@ -164,7 +181,7 @@ def _resize(image, height, width, fast_mode):
   return _random_choice(
       len(_RESIZE_METHODS),
       lambda m: tf.compat.v1.image.resize_images(
-          image, [height, width], method=_RESIZE_METHODS[m]))
+          image, [height, width], method=_RESIZE_METHODS[m]), draws)
 
 
 def distort_and_scale(image, delta, factor, brightness_first, max_value,
@@ -221,25 +238,28 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value,
 compiled_distort_and_scale = tf.function(distort_and_scale, jit_compile=True)
 
 
-def _finish_train(cropped, height, width, fast_mode, use_grayscale):
-  image = _resize(cropped, height, width, fast_mode)
+def _finish_train(cropped, height, width, fast_mode, use_grayscale, draws):
+  image = _resize(cropped, height, width, fast_mode, draws)
   # Resizing uint8 yields floats in [0, 255]; they are distorted on that
   # scale, sparing a pass over the image.
   max_value = 255.0 if cropped.dtype == tf.uint8 else 1.0
   if fast_mode and image_ops.num_channels(image) == 3:
     image = compiled_distort_and_scale(
         image,
-        delta=tf.random.uniform([], -_BRIGHTNESS_MAX_DELTA,
-                                _BRIGHTNESS_MAX_DELTA) * max_value,
-        factor=tf.random.uniform([], *_SATURATION_RANGE),
-        brightness_first=tf.random.uniform([], maxval=2, dtype=tf.int32) == 0,
-        max_value=max_value, flip=tf.random.uniform([]) < 0.5)
+        delta=draws.uniform([], -_BRIGHTNESS_MAX_DELTA,
+                            _BRIGHTNESS_MAX_DELTA) * max_value,
+        factor=draws.uniform([], *_SATURATION_RANGE),
+        brightness_first=draws.uniform([], maxval=2, dtype=tf.int32) == 0,
+        max_value=max_value, flip=draws.uniform([]) < 0.5)
   else:
-    image = tf.image.random_flip_left_right(image)
+    # tf.image.random_flip_left_right, with a draw that can be stateless.
+    image = tf.cond(draws.uniform([]) < 0.5, lambda: tf.reverse(image, [1]),
+                    lambda: image)
     image = image / max_value
     num_orderings = 2 if fast_mode else 4
     image = _random_choice(num_orderings,
-                           lambda o: distort_color(image, o, fast_mode))
+                           lambda o: distort_color(image, o, fast_mode, draws),
+                           draws)
     image = image * 2.0 - 1.0
   if use_grayscale:
     image = image_ops.to_grayscale(image)
@@ -267,25 +287,29 @@ def _normalise_dtype(image):
   return image_ops.to_unit_float(image)
 
 
-def _window(image_shape, is_training, bbox, crop_image, central_fraction):
+def _window(image_shape, is_training, bbox, crop_image, central_fraction,
+            draws):
   if not crop_image:
     return _whole_window(image_shape)
   if is_training:
-    return _distorted_window(image_shape, bbox)
+    return _distorted_window(image_shape, bbox, draws)
   if central_fraction:
     return _central_window(image_shape, central_fraction)
   return _whole_window(image_shape)
 
 
-def _finish(cropped, height, width, is_training, fast_mode, use_grayscale):
+def _finish(cropped, height, width, is_training, fast_mode, use_grayscale,
+            draws):
   if is_training:
-    return _finish_train(cropped, height, width, fast_mode, use_grayscale)
+    return _finish_train(cropped, height, width, fast_mode, use_grayscale,
+                         draws)
   return _finish_eval(cropped, height, width, use_grayscale)
 
 
 def preprocess_image(image, height, width, is_training=False, bbox=None,
                      fast_mode=True, crop_image=True,
-                     central_fraction=_CENTRAL_FRACTION, use_grayscale=False):
+                     central_fraction=_CENTRAL_FRACTION, use_grayscale=False,
+                     seed=None):
   """Preprocesses one decoded image for an Inception-style net.
 
   Args:
@@ -302,24 +326,28 @@ def preprocess_image(image, height, width, is_training=False, bbox=None,
     central_fraction: Evaluation: fraction of each side kept by the central
       crop.
     use_grayscale: Convert RGB to 1 channel (after the colour distortion).
+    seed: Training: an int `[2]` seed tensor making every random draw
+      stateless (the same output for the same seed); None uses TF's
+      stateful random ops.
 
   Returns:
     float32 `[height, width, channels]` in [-1, 1].
   """
+  draws = seeds.Draws(seed)
   image = _normalise_dtype(image)
   channels = image_ops.num_channels(image)
   offsets, sizes = _window(tf.shape(image), is_training, bbox, crop_image,
-                           central_fraction)
+                           central_fraction, draws.child(_WINDOW_DRAWS))
   cropped = image_ops.window_of(image)(offsets, sizes)
   cropped.set_shape([None, None, channels])
   return _finish(cropped, height, width, is_training, fast_mode,
-                 use_grayscale)
+                 use_grayscale, draws.child(_FINISH_DRAWS))
 
 
 def preprocess_encoded(encoded, height, width, is_training=False, channels=3,
                        bbox=None, fast_mode=True, crop_image=True,
                        central_fraction=_CENTRAL_FRACTION,
-                       use_grayscale=False):
+                       use_grayscale=False, seed=None):
   """Like `preprocess_image`, from the encoded PNG or JPEG bytes.
 
   A JPEG is decoded only inside the crop window; the result equals decoding
@@ -336,15 +364,18 @@ def preprocess_encoded(encoded, height, width, is_training=False, channels=3,
     crop_image: As `preprocess_image`.
     central_fraction: As `preprocess_image`.
     use_grayscale: As `preprocess_image`.
+    seed: As `preprocess_image`.
 
   Returns:
     float32 `[height, width, channels]` in [-1, 1] (1 channel with
     `use_grayscale`).
   """
+  draws = seeds.Draws(seed)
   cropped = image_ops.crop_from_encoded(
       encoded, channels,
       lambda shape, decode_window: decode_window(*_window(
-          shape, is_training, bbox, crop_image, central_fraction)))
+          shape, is_training, bbox, crop_image, central_fraction,
+          draws.child(_WINDOW_DRAWS))))
   cropped.set_shape([None, None, channels])
   return _finish(cropped, height, width, is_training, fast_mode,
-                 use_grayscale)
+                 use_grayscale, draws.child(_FINISH_DRAWS))

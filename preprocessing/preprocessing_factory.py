@@ -48,6 +48,12 @@ class PreprocessingStyle:
     """Whether the style uses the records' bounding boxes (`bbox=`)."""
     return 'bbox' in inspect.signature(self.preprocess_image).parameters
 
+  @property
+  def accepts_seed(self):
+    """Whether the style draws random numbers that a `seed=` makes stateless
+    (the styles without random draws take none)."""
+    return 'seed' in inspect.signature(self.preprocess_image).parameters
+
 
 STYLES = Registry('preprocessing style (--preprocessing_name)')
 for _style in (
@@ -82,6 +88,10 @@ class Preprocessor:
   def accepts_bbox(self):
     return self.style.accepts_bbox
 
+  @property
+  def accepts_seed(self):
+    return self.style.accepts_seed
+
   def _options(self, options):
     options = dict(options)
     # The pipeline may ask for grayscale too; converting is idempotent.
@@ -89,6 +99,8 @@ class Preprocessor:
                                 or self.use_grayscale)
     if not self.accepts_bbox:
       options.pop('bbox', None)
+    if not self.accepts_seed:  # nothing random to seed
+      options.pop('seed', None)
     return options
 
   def __call__(self, image, output_height, output_width, **options):
@@ -99,7 +111,8 @@ class Preprocessor:
       output_height: Height of the result.
       output_width: Width of the result.
       **options: Style options (`bbox`, `fast_mode`, `resize_side_min`,
-        `padding`, ...; `bbox` is dropped for styles without boxes).
+        `padding`, ...; `bbox` is dropped for styles without boxes). `seed`
+        (an int `[2]` tensor) makes training's random draws stateless.
 
     Returns:
       float32 `[output_height, output_width, channels]`.

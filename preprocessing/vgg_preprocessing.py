@@ -19,6 +19,7 @@ whole image as TF-Slim did.
 
 import tensorflow as tf
 
+from slimkit import seeds
 from slimkit.preprocessing import image_ops
 
 _R_MEAN = 123.68
@@ -90,7 +91,7 @@ def _sample_span(in_size, out_size, start, length):
 
 
 def _random_resized_crop(image_shape, decode_window, resize_side,
-                         output_height, output_width):
+                         output_height, output_width, draws):
   """Random crop and flip of the image resized to shorter side `resize_side`.
 
   Equal (up to float rounding) to `aspect_preserving_resize`, a random crop
@@ -106,6 +107,7 @@ def _random_resized_crop(image_shape, decode_window, resize_side,
     resize_side: Scalar int32: the shorter side after resizing.
     output_height: Height of the crop.
     output_width: Width of the crop.
+    draws: The `seeds.Draws` of the crop and flip.
 
   Returns:
     float32 `[output_height, output_width, channels]` on the source scale.
@@ -118,10 +120,10 @@ def _random_resized_crop(image_shape, decode_window, resize_side,
       f'(x: height, width) is smaller than the {output_height}x'
       f'{output_width} output (y)')
   with tf.control_dependencies([fits]):  # before the draws that would fail
-    top = tf.random.uniform([], maxval=new_height - output_height + 1,
-                            dtype=tf.int32)
-    left = tf.random.uniform([], maxval=new_width - output_width + 1,
-                             dtype=tf.int32)
+    top = draws.uniform([], maxval=new_height - output_height + 1,
+                        dtype=tf.int32)
+    left = draws.uniform([], maxval=new_width - output_width + 1,
+                         dtype=tf.int32)
   rows = _sample_span(height, new_height, top, output_height)
   columns = _sample_span(width, new_width, left, output_width)
   spans = tf.stack([rows, columns])  # [[y first, y last], [x first, x last]]
@@ -144,7 +146,7 @@ def _random_resized_crop(image_shape, decode_window, resize_side,
   last = tf.cast(tf.shape(window)[:2] - 1, tf.float32)
   box = (spans - tf.cast(begin, tf.float32)[:, tf.newaxis]) / last[
       :, tf.newaxis]
-  flip = tf.random.uniform([]) < 0.5
+  flip = draws.uniform([]) < 0.5
   box = tf.stack([box[0], tf.where(flip, tf.reverse(box[1], [0]), box[1])])
   return tf.image.crop_and_resize(
       window[tf.newaxis], tf.reshape(tf.transpose(box), [1, 4]), [0],
@@ -164,9 +166,14 @@ def _eval_crop(image, output_height, output_width, resize_side):
   return _central_crop(image, output_height, output_width)
 
 
-def _resize_side(resize_side_min, resize_side_max):
-  return tf.random.uniform([], minval=resize_side_min,
-                           maxval=resize_side_max + 1, dtype=tf.int32)
+def _resize_side(resize_side_min, resize_side_max, draws):
+  return draws.uniform([], minval=resize_side_min, maxval=resize_side_max + 1,
+                       dtype=tf.int32)
+
+
+# Keys of the seeded draws of the shorter side and of the crop: the crop is
+# drawn in both branches of the JPEG/other decode, which must draw alike.
+_SIDE_DRAWS, _CROP_DRAWS = 1, 2
 
 
 def preprocess_for_train(image, output_height, output_width,
@@ -187,7 +194,8 @@ def preprocess_for_eval(image, output_height, output_width,
 
 def preprocess_image(image, output_height, output_width, is_training=False,
                      resize_side_min=_RESIZE_SIDE_MIN,
-                     resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False):
+                     resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False,
+                     seed=None):
   """Preprocesses one image for VGG or ResNet.
 
   Args:
@@ -200,6 +208,9 @@ def preprocess_image(image, output_height, output_width, is_training=False,
     resize_side_max: Training: upper bound (inclusive) of the random shorter
       side. Unused in evaluation.
     use_grayscale: Convert RGB to 1 channel.
+    seed: Training: an int `[2]` seed tensor making the random draws
+      stateless (the same output for the same seed); None uses TF's
+      stateful random ops.
 
   Returns:
     float32 `[output_height, output_width, channels]`, mean-subtracted on the
@@ -208,10 +219,12 @@ def preprocess_image(image, output_height, output_width, is_training=False,
   if not is_training:
     return _finish(_eval_crop(image, output_height, output_width,
                               resize_side_min), use_grayscale)
+  draws = seeds.Draws(seed)
   cropped = _random_resized_crop(
       tf.shape(image), image_ops.window_of(image),
-      _resize_side(resize_side_min, resize_side_max), output_height,
-      output_width)
+      _resize_side(resize_side_min, resize_side_max,
+                   draws.child(_SIDE_DRAWS)), output_height, output_width,
+      draws.child(_CROP_DRAWS))
   cropped.set_shape([output_height, output_width,
                      image_ops.num_channels(image)])
   return _finish(cropped, use_grayscale)
@@ -220,7 +233,8 @@ def preprocess_image(image, output_height, output_width, is_training=False,
 def preprocess_encoded(encoded, output_height, output_width,
                        is_training=False, channels=3,
                        resize_side_min=_RESIZE_SIDE_MIN,
-                       resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False):
+                       resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False,
+                       seed=None):
   """Like `preprocess_image`, from the encoded PNG or JPEG bytes.
 
   A JPEG is decoded only under the crop (`tf.io.decode_and_crop_jpeg`); the
@@ -236,6 +250,7 @@ def preprocess_encoded(encoded, output_height, output_width,
     resize_side_min: As `preprocess_image`.
     resize_side_max: As `preprocess_image`.
     use_grayscale: As `preprocess_image`.
+    seed: As `preprocess_image`.
 
   Returns:
     float32 `[output_height, output_width, channels]` (1 channel with
@@ -246,10 +261,13 @@ def preprocess_encoded(encoded, output_height, output_width,
                                expand_animations=False)
     return preprocess_image(image, output_height, output_width, False,
                             resize_side_min, use_grayscale=use_grayscale)
-  resize_side = _resize_side(resize_side_min, resize_side_max)
+  draws = seeds.Draws(seed)
+  resize_side = _resize_side(resize_side_min, resize_side_max,
+                             draws.child(_SIDE_DRAWS))
   cropped = image_ops.crop_from_encoded(
       encoded, channels,
       lambda shape, decode_window: _random_resized_crop(
-          shape, decode_window, resize_side, output_height, output_width))
+          shape, decode_window, resize_side, output_height, output_width,
+          draws.child(_CROP_DRAWS)))
   cropped.set_shape([output_height, output_width, channels])
   return _finish(cropped, use_grayscale)

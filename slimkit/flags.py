@@ -22,6 +22,7 @@ import sys
 
 from absl import flags
 
+from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.deployment import optimization
 from slimkit.deployment import precision
@@ -307,6 +308,14 @@ def define_training_flags():
                        'Seconds between checkpoints.', lower_bound=0)
   flags.DEFINE_integer('quantize_delay', -1,
                        'TF 1 quantization-aware training; ignored on TF 2.')
+  flags.DEFINE_integer(
+      'random_seed', None,
+      'Seed of every random draw: initial weights, dropout, augmentation, '
+      'shuffling. The same flags and seed give bit-identical checkpoints on '
+      'the same machine and software (GPUs: see docs/training.md). Default: '
+      'a seed is drawn, logged and written to flags.txt, so that '
+      '--flagfile=<train_dir>/flags.txt repeats the run.',
+      lower_bound=0, upper_bound=seeds.MAX_SEED)
 
 
 def define_performance_flags():

@@ -1,0 +1,278 @@
+"""--random_seed: the same flags and seed give bit-identical checkpoints.
+
+On the bundled digits with LeNet (which has dropout) and a random
+augmentation style: the script in subprocesses where the script itself is
+under test, the same wiring in this process elsewhere.
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slimkit import seeds
+from slimkit.datasets import dataset_factory
+from slimkit.datasets import digits as digits_lib
+from slimkit.datasets import input_pipeline
+from slimkit.deployment import evaluator
+from slimkit.deployment import loss_watch
+from slimkit.deployment import model_deploy
+from slimkit.deployment import optimization
+from slimkit.deployment import trainer
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import preprocessing_factory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp('digits'))
+  digits_lib.run(directory)
+  return directory
+
+
+def _script(name, *args):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run([sys.executable, os.path.join(ROOT, name), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _train_script(digits, train_dir, *extra, steps=4):
+  # A checkpoint at every step; inception-style augmentation (random crop,
+  # flip, brightness) so that the input's random draws count too.
+  return _script(
+      'train_image_classifier.py', f'--train_dir={train_dir}',
+      '--dataset_name=digits', f'--dataset_dir={digits}',
+      '--model_name=lenet', '--preprocessing_name=inception',
+      '--train_image_size=28', '--batch_size=8', '--optimizer=momentum',
+      '--learning_rate=0.01', '--learning_rate_decay_type=fixed',
+      '--weight_decay=0', f'--max_number_of_steps={steps}',
+      '--log_every_n_steps=2', '--save_interval_secs=0', '--num_readers=2',
+      '--num_preprocessing_threads=3', *extra)
+
+
+def _train(train_dir, steps, random_seed, split=None):
+  """The script's wiring in this process (TF starts once per test file).
+
+  Seeds Keras's initialisers as the script does; without TF's op
+  determinism, which is switched on per process for good (CPU kernels do
+  not need it; tf.data's order is fixed by the seed).
+  """
+  keras.utils.set_random_seed(random_seed)
+  if split is None:  # synthetic: one fixed batch of the run's seed
+    split = dataset_factory.get_split('synthetic', 'train', None)
+    dataset_fn = lambda ctx, seed=None: split.make_dataset(
+        batch_size=4, image_size=28, channels=1, seed=random_seed,
+        input_context=ctx)
+  else:
+    preprocess = preprocessing_factory.get_preprocessing('inception', True)
+    dataset_fn = lambda ctx, seed=None: input_pipeline.make_dataset(
+        split, preprocess, batch_size=4, is_training=True, image_size=28,
+        num_readers=2, num_preprocessing_threads=3, input_context=ctx,
+        seed=seed)
+  return trainer.train(
+      strategy=model_deploy.DeploymentConfig().strategy(),
+      network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
+                                                     is_training=True),
+      dataset_fn=dataset_fn,
+      optimizer_fn=lambda lr: optimization.build_optimizer('momentum', lr),
+      learning_rate=0.01,
+      options=trainer.TrainOptions(
+          train_dir=str(train_dir), batch_size=4, max_number_of_steps=steps,
+          save_interval_secs=0, save_summaries_secs=10 ** 6,
+          random_seed=random_seed))
+
+
+def _checkpoints(train_dir):
+  """{step: {key: value}} of every checkpoint kept in `train_dir`."""
+  result = {}
+  for index in glob.glob(os.path.join(train_dir, 'model.ckpt-*.index')):
+    prefix = index[:-len('.index')]
+    reader = tf.train.load_checkpoint(prefix)
+    result[int(prefix.rsplit('-', 1)[1])] = {
+        key: reader.get_tensor(key)
+        for key in reader.get_variable_to_shape_map()
+        if not key.startswith('_CHECKPOINTABLE')}
+  return result
+
+
+def _assert_identical(a, b):
+  assert sorted(a) == sorted(b) and a
+  for step in a:
+    assert sorted(a[step]) == sorted(b[step])
+    for key in a[step]:
+      np.testing.assert_array_equal(a[step][key], b[step][key],
+                                    err_msg=f'step {step}: {key}')
+
+
+def _weights_differ(a, b):
+  step = max(a)
+  keys = [k for k in a[step] if k.startswith('model_variables/')]
+  return any(not np.array_equal(a[step][k], b[step][k]) for k in keys)
+
+
+def test_a_drawn_seed_is_logged_and_the_flagfile_repeats_the_run(digits,
+                                                                tmp_path):
+  # Summaries at every step in the first run, only at the first step in
+  # the repeat: which traced step ran must not matter.
+  result = _train_script(digits, tmp_path / 'a', '--save_summaries_secs=0')
+  found = re.search(r'Random seed (\d+) \(drawn', result.stderr)
+  assert found, result.stderr[-2000:]
+  with open(tmp_path / 'a' / 'flags.txt') as f:
+    assert f'--random_seed={found.group(1)}\n' in f.read()
+  _script('train_image_classifier.py',
+          f'--flagfile={tmp_path / "a" / "flags.txt"}',
+          f'--train_dir={tmp_path / "b"}', '--save_summaries_secs=100000')
+  first = _checkpoints(tmp_path / 'a')
+  assert sorted(first) == [1, 2, 3, 4]
+  _assert_identical(first, _checkpoints(tmp_path / 'b'))
+
+
+def test_two_clones_give_bit_identical_checkpoints_for_the_same_seed(
+    digits, tmp_path):
+  for run in ('a', 'b'):
+    _train_script(digits, tmp_path / run, '--random_seed=7', '--num_clones=2',
+                  '--clone_on_cpu', '--batch_size=4')
+  _assert_identical(_checkpoints(tmp_path / 'a'), _checkpoints(tmp_path / 'b'))
+
+
+def test_the_same_seed_gives_the_same_weights_another_seed_others(digits,
+                                                                  tmp_path):
+  split = dataset_factory.get_split('digits', 'train', digits)
+  for run, seed in (('a', 7), ('b', 7), ('c', 8)):
+    _train(tmp_path / run, 3, seed, split)
+  first = _checkpoints(tmp_path / 'a')
+  _assert_identical(first, _checkpoints(tmp_path / 'b'))
+  assert _weights_differ(first, _checkpoints(tmp_path / 'c'))
+
+
+def test_a_resumed_run_continues_the_dropout_stream_exactly(tmp_path):
+  # Synthetic input (one fixed batch, a function of the seed alone) leaves
+  # dropout as the only draw of each step: stopped and resumed at step 2,
+  # the run must end where the uninterrupted one does.
+  _train(tmp_path / 'whole', 4, 3)
+  _train(tmp_path / 'resumed', 2, 3)
+  _train(tmp_path / 'resumed', 4, 3)
+  whole, resumed = _checkpoints(tmp_path / 'whole'), _checkpoints(
+      tmp_path / 'resumed')
+  assert sorted(resumed) == [1, 2, 3, 4]
+  _assert_identical({4: whole[4]}, {4: resumed[4]})
+
+
+def test_a_run_resumed_at_the_same_step_is_reproducible(digits, tmp_path):
+  # Records: tf.data's position is not checkpointed, so the input after a
+  # resume is the stream of (seed, step), the same every time.
+  split = dataset_factory.get_split('digits', 'train', digits)
+  _train(tmp_path / 'a', 2, 5, split)
+  shutil.copytree(tmp_path / 'a', tmp_path / 'b')
+  for run in ('a', 'b'):
+    _train(tmp_path / run, 4, 5, split)
+  _assert_identical(_checkpoints(tmp_path / 'a'), _checkpoints(tmp_path / 'b'))
+
+
+def test_evaluation_is_deterministic(digits, tmp_path):
+  split = dataset_factory.get_split('digits', 'train', digits)
+  _train(tmp_path / 'train', 2, 1, split)
+  test_split = dataset_factory.get_split('digits', 'test', digits)
+  preprocess = preprocessing_factory.get_preprocessing('lenet', False)
+  metrics = [evaluator.evaluate_checkpoint(
+      network_fn=lambda: nets_factory.get_network_fn('lenet', 10),
+      dataset_fn=lambda: input_pipeline.make_dataset(
+          test_split, preprocess, batch_size=50, is_training=False,
+          image_size=28, num_preprocessing_threads=4),
+      checkpoint_path=str(tmp_path / 'train')) for _ in range(2)]
+  assert metrics[0] == metrics[1]
+
+
+# --- The seeded draws, in the library. ---
+
+
+@pytest.mark.parametrize('style', ['inception', 'vgg', 'cifarnet'])
+def test_seeded_preprocessing_draws_the_same_for_the_same_seed(style):
+  image = tf.constant(np.random.RandomState(0).randint(0, 256, (60, 70, 3)),
+                      tf.uint8)
+  train = preprocessing_factory.get_preprocessing(style, is_training=True)
+  size = 32
+  options = ({'resize_side_min': 40, 'resize_side_max': 80}
+             if style == 'vgg' else {})
+  run = lambda seed: train(image, size, size, seed=seed, **options).numpy()
+  a, b = run(seeds.fold(1, 2)), run(seeds.fold(1, 2))
+  np.testing.assert_array_equal(a, b)
+  others = [run(seeds.fold(1, 3 + i)) for i in range(4)]
+  assert all(not np.array_equal(a, other) for other in others)
+  # The encoded path draws what the decoded one does.
+  from_png = train.from_encoded(tf.io.encode_png(image), size, size,
+                                seed=seeds.fold(1, 2), **options)
+  np.testing.assert_allclose(from_png.numpy(), a, atol=1e-4)
+
+
+def test_seeded_dropout_is_a_function_of_the_seed():
+  net = nets_factory.get_network_fn('lenet', num_classes=10)
+  images = tf.random.stateless_uniform([4, 28, 28, 1], [0, 0])
+  run = lambda seed: net(images, training=True, seed=seed)[0].numpy()
+  a = run(seeds.fold(9, 1))
+  np.testing.assert_array_equal(a, run(seeds.fold(9, 1)))
+  assert not np.array_equal(a, run(seeds.fold(9, 2)))
+  # Without a seed: TF's stateful dropout, as before.
+  assert not np.array_equal(run(None), run(None))
+
+
+def test_the_seeded_input_does_not_depend_on_the_parallelism(digits):
+  split = dataset_factory.get_split('digits', 'train', digits)
+  train = preprocessing_factory.get_preprocessing('inception', True)
+
+  def batches(threads, seed):
+    dataset = input_pipeline.make_dataset(
+        split, train, batch_size=16, is_training=True, image_size=24,
+        num_readers=2, num_preprocessing_threads=threads, seed=seed)
+    return [(images.numpy(), labels.numpy())
+            for images, labels in dataset.take(3)]
+
+  one, four = batches(1, 11), batches(4, 11)
+  for (images_a, labels_a), (images_b, labels_b) in zip(one, four):
+    np.testing.assert_array_equal(labels_a, labels_b)
+    np.testing.assert_array_equal(images_a, images_b)
+  assert not np.array_equal(one[0][0], batches(4, 12)[0][0])
+
+
+# --- Warnings for a run that failed quietly. ---
+
+
+def test_a_diverged_start_and_a_dead_net_are_warned_about():
+  watch = loss_watch.LossWatch(num_classes=10)
+  chance = np.log(10)
+  message = watch.check(10, 20.8)  # the quickstart's bad start
+  assert 'global step 10' in message and '--learning_rate' in message
+  assert watch.check(20, 25.0) is None  # said once
+  messages = [watch.check(step, chance + 1e-5)
+              for step in range(20, 80, 10)]
+  stuck = [m for m in messages if m]
+  assert len(stuck) == 1 and 'from global step 20 to 60' in stuck[0]
+  assert '2.3026' in stuck[0]
+
+
+def test_a_healthy_run_gets_no_warning():
+  for aux_weight, start in ((0.0, 1.0), (0.4, 1.4)):
+    watch = loss_watch.LossWatch(num_classes=1001, aux_weight=aux_weight)
+    chance = np.log(1001) * start
+    losses = chance * (1.0 + 0.02 * np.random.RandomState(0).randn(30)) - \
+        np.linspace(0, 3, 30)
+    assert [watch.check(10 * i, float(x)) for i, x in enumerate(losses)] == [
+        None] * 30
+
+
+def test_a_late_blow_up_is_not_called_a_diverged_start():
+  watch = loss_watch.LossWatch(num_classes=10)
+  for step, loss in ((10, 2.4), (20, 2.0), (30, 1.5), (40, 30.0)):
+    assert watch.check(step, loss) is None
