@@ -7,7 +7,8 @@ Usage:
       --dataset_split_name=validation --dataset_dir=/data/imagenet \
       --model_name=inception_v3
 
-`--checkpoint_path` is a checkpoint or a directory (its newest checkpoint).
+`--checkpoint_path` is a checkpoint or a directory (its newest checkpoint);
+`--model_name` and `--model_options` must be those of training.
 Metrics are printed and written as TensorBoard summaries to `--eval_dir`.
 Watch mode, as TF-Slim's evaluation loop: with `--eval_interval_secs=N` the
 script evaluates each new checkpoint of the `--checkpoint_path` directory as
@@ -62,6 +63,8 @@ def main(argv):
     except FileNotFoundError as e:
       slim_flags.fail(f'--checkpoint_path: {e}')
 
+  # The net must be built as it was trained.
+  model_options = slim_flags.model_options(FLAGS)
   entry = nets_factory.get_entry(FLAGS.model_name)
   image_size = FLAGS.eval_image_size or entry.default_image_size
   num_classes = split.num_classes - FLAGS.labels_offset
@@ -72,7 +75,7 @@ def main(argv):
   def network_fn():
     return nets_factory.get_network_fn(FLAGS.model_name,
                                        num_classes=num_classes,
-                                       is_training=False)
+                                       is_training=False, **model_options)
 
   # Counts the records --skip_corrupt_records drops.
   skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)

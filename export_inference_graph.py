@@ -13,7 +13,8 @@ Usage, with a published TF-Slim checkpoint:
       --labels_file=/tmp/imagenet/labels.txt \
       --output_dir=/tmp/inception_v3_export
 
-or with a fine-tuned run (a directory means its newest checkpoint):
+or with a fine-tuned run (a directory means its newest checkpoint; a net
+trained with `--model_options` is exported with the same):
 
   python export_inference_graph.py --model_name=inception_v3 \
       --num_classes=5 --checkpoint_path=/tmp/flowers-models/inception_v3 \
@@ -58,11 +59,12 @@ flags.DEFINE_string('preprocessing_name', None, 'The preprocessing style; '
                     'defaults to the net\'s.')
 flags.DEFINE_integer('channels', None, 'Channels of the input images; '
                      'defaults to what the checkpoint\'s first layer takes.')
+slim_flags.define_model_options_flag()
 
 
-def _build(model_name, num_classes, image_size, channels):
+def _build(model_name, num_classes, image_size, channels, options):
   net = nets_factory.get_network_fn(model_name, num_classes=num_classes,
-                                    is_training=False)
+                                    is_training=False, **options)
   net(tf.zeros([1, image_size, image_size, channels]))
   return net
 
@@ -76,9 +78,12 @@ def main(argv):
     checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
   except (ValueError, FileNotFoundError) as e:
     slim_flags.fail(str(e))
+  # The net must be built as it was trained.
+  options = slim_flags.model_options(FLAGS)
   image_size = FLAGS.image_size or entry.default_image_size
   channels = FLAGS.channels or 3
-  net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels)
+  net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels,
+               options)
   try:
     if FLAGS.channels is None:
       stored = checkpoints.input_channels(net, FLAGS.checkpoint_path)
@@ -86,13 +91,14 @@ def main(argv):
         # LeNet on MNIST takes grayscale images: follow the checkpoint.
         channels = stored
         net = _build(FLAGS.model_name, FLAGS.num_classes, image_size,
-                     channels)
+                     channels, options)
     report = checkpoints.restore(
         net, FLAGS.checkpoint_path,
         use_moving_average=FLAGS.moving_average_decay is not None)
   except checkpoints.CheckpointError as e:
     slim_flags.fail(f'{e}\nExport restores every variable: pass the '
-                    'checkpoint\'s --model_name and --num_classes.')
+                    'checkpoint\'s --model_name, --num_classes and '
+                    '--model_options.')
   print(report.summary())
 
   labels = None

@@ -1,13 +1,16 @@
-r"""Prints a net's parameters, variables, multiply-adds and end points.
+r"""Prints a net's parameters, variables, multiply-adds, end points and options.
 
 The net is built by tracing it once at batch 1 (no forward computation runs),
-so even the largest nets are summarized in seconds.
+so even the largest nets are summarized in seconds. The options are the
+keyword options of the net's builder that `--model_options` of the train,
+eval and export scripts can set, with their defaults.
 
 Usage:
 
   python print_model.py --model_name=mobilenet_v1
   python print_model.py --model_name=resnet_v1_50 --num_classes=10 \
       --image_size=96
+  python print_model.py --model_name=cifarnet --model_options=kernel_size=3
 """
 
 import inspect
@@ -17,6 +20,7 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
+from slimkit import flags as slim_flags
 from slimkit.nets import nets_factory
 
 flags.DEFINE_string('model_name', 'inception_v3',
@@ -32,6 +36,7 @@ flags.DEFINE_integer('image_size', None,
 flags.DEFINE_integer('channels', None,
                      'Channels of the input images; defaults to 1 for nets '
                      'with LeNet preprocessing (grayscale digits), else 3.')
+slim_flags.define_model_options_flag()
 
 FLAGS = flags.FLAGS
 
@@ -105,8 +110,9 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
     A dict with `model_name`, `num_classes`, `image_size`,
     `channels`, `trainable_parameters`, `total_parameters` (including batch-norm
     statistics), `num_variables`, `num_trainable_variables`,
-    `multiply_adds` (per image) and `end_points` (a list of
-    `(name, shape)` pairs in the net's order).
+    `multiply_adds` (per image), `end_points` (a list of
+    `(name, shape)` pairs in the net's order), `options` (the given ones) and
+    `valid_options` (`nets_factory.network_options`).
 
   Raises:
     ValueError: for an unknown name (with close matches).
@@ -137,13 +143,19 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
       'num_trainable_variables': len(net.trainable_weights),
       'multiply_adds': count_multiply_adds(concrete.graph),
       'end_points': [(k, v.shape.as_list()) for k, v in end_points.items()],
+      'options': dict(options),
+      'valid_options': nets_factory.network_options(model_name),
   }
 
 
 def format_summary(summary):
   """Returns the text `print_model.py` prints for a `summarize` result."""
+  given = summary.get('options')
+  name = summary['model_name']
+  if given:
+    name += f' --model_options={nets_factory.format_model_options(given)}'
   lines = [
-      f"{summary['model_name']}: {summary['num_classes']} classes, "
+      f"{name}: {summary['num_classes']} classes, "
       f"{summary['image_size']}x{summary['image_size']}x{summary['channels']} "
       'input',
       f"trainable parameters: {summary['trainable_parameters']:,}",
@@ -157,7 +169,35 @@ def format_summary(summary):
   ]
   width = max((len(k) for k, _ in summary['end_points']), default=0)
   lines += [f'  {k:<{width}}  {shape}' for k, shape in summary['end_points']]
+  lines += format_options(summary.get('valid_options', {}), given or {})
   return '\n'.join(lines)
+
+
+def format_options(valid, given=None):
+  """Lines listing a net's model options, defaults and types.
+
+  Args:
+    valid: `nets_factory.network_options(name)`.
+    given: Option values in use, marked where they differ from the default.
+
+  Returns:
+    A list of lines (none when the net has no options).
+  """
+  if not valid:
+    return []
+  given = given or {}
+  header = ('option', 'default') + (('given',) if given else ()) + ('type',)
+  rows = [header] + [
+      (name, str(option.default))
+      + ((str(given.get(name, '')),) if given else ())
+      + (f'one of {", ".join(option.choices)}' if option.choices
+         else option.type.__name__,)
+      for name, option in valid.items()]
+  widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+  lines = ['options (--model_options=key=value,...):']
+  lines += ['  ' + '  '.join(f'{cell:<{w}}' for cell, w in zip(row, widths))
+            .rstrip() for row in rows]
+  return lines
 
 
 def main(argv):
@@ -166,8 +206,10 @@ def main(argv):
   if FLAGS.model_name not in nets_factory.NETWORKS:
     raise app.UsageError(
         nets_factory.NETWORKS.unknown_message(FLAGS.model_name))
+  options = slim_flags.model_options(FLAGS)
   print(format_summary(summarize(FLAGS.model_name, FLAGS.num_classes,
-                                 FLAGS.image_size, FLAGS.channels)))
+                                 FLAGS.image_size, FLAGS.channels,
+                                 **options)))
 
 
 if __name__ == '__main__':

@@ -9,6 +9,10 @@ Usage (TF-Slim's commands run unchanged):
   # Four clones on four GPUs (or, with --clone_on_cpu, on the CPU):
   python3 train_image_classifier.py --num_clones=4 --batch_size=12 ...
 
+  # Another activation and no LRN (print_model.py lists a net's options):
+  python3 train_image_classifier.py --model_name=cifarnet \
+      --model_options=activation=elu,lrn=false ...
+
   # Two machines, synchronous (the same command on each, --task=0 and 1):
   python3 train_image_classifier.py --worker_hosts=h0:2222,h1:2222 --task=0 ...
 
@@ -83,6 +87,7 @@ def main(argv):
                     f'{FLAGS.dataset_name} knows its classes.')
 
   # Everything that can be refused is checked before train_dir is touched.
+  model_options = slim_flags.model_options(FLAGS)
   try:
     split = dataset_factory.get_split(FLAGS.dataset_name,
                                       FLAGS.dataset_split_name,
@@ -156,13 +161,20 @@ def main(argv):
   for warning in optimization.optimizer_warnings(optimizer_name, hparams):
     logging.warning(warning)
 
+  if model_options:
+    logging.info('%s with --model_options=%s (the other options at their '
+                 'defaults: print_model.py --model_name=%s lists them).',
+                 FLAGS.model_name,
+                 nets_factory.format_model_options(model_options),
+                 FLAGS.model_name)
+
   def network_fn():
     # Decoupled-decay optimizers decay the weights themselves: no L2 then.
     return nets_factory.get_network_fn(
         FLAGS.model_name, num_classes=num_classes,
         weight_decay=optimization.net_weight_decay(optimizer_name,
                                                    FLAGS.weight_decay),
-        is_training=True)
+        is_training=True, **model_options)
 
   # Counts the records --skip_corrupt_records drops, for the log.
   skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)

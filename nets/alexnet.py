@@ -3,7 +3,8 @@
   Alex Krizhevsky, One weird trick for parallelizing convolutional neural
   networks, arXiv:1404.5997, 2014
 (refining Krizhevsky, Sutskever and Hinton, ImageNet Classification with Deep
-Convolutional Neural Networks, 2012), without the LRN layers.
+Convolutional Neural Networks, NIPS 2012), without the LRN layers; `lrn=True`
+puts the 2012 paper's local response normalization back after conv1 and conv2.
 
 Five convs with three 3x3/2 max pools, then the fully connected layers as
 convs: `fc6` a 5x5 VALID conv, `fc7` and `fc8` 1x1 convs, with dropout before
@@ -20,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from slimkit.nets import layers
-from slimkit.nets.network import Network
+from slimkit.nets.network import Network, forwards_options
 
 # (scope, outputs, kernel, stride, padding); a 3x3/2 VALID max pool follows
 # conv1, conv2 and conv5.
@@ -32,6 +33,31 @@ _CONV_DEFS = (
     ('conv5', 256, 3, 1, 'SAME'),
 )
 _POOL_AFTER = {'conv1': 'pool1', 'conv2': 'pool2', 'conv5': 'pool5'}
+# With `lrn`, the 2012 paper's response normalization follows conv1 and conv2
+# (after their ReLU, before their max pool).
+_NORM_AFTER = {'conv1': 'norm1', 'conv2': 'norm2'}
+
+
+def paper_lrn(x):
+  """Krizhevsky et al. 2012's response normalization (section 3.3).
+
+  `b_i = a_i / (k + alpha * sum_j a_j ** 2) ** beta` over the n = 5 adjacent
+  channels j = i - 2 .. i + 2, with k = 2, alpha = 1e-4, beta = 0.75. The
+  paper's alpha multiplies the plain sum, as `tf.nn.lrn`'s does (TF's op
+  computes `input / (bias + alpha * sqr_sum) ** beta` with `sqr_sum` over
+  `depth_radius` channels on each side), so the paper's values carry over
+  unchanged: depth_radius 2, bias 2, alpha 1e-4. Caffe's LRN layer instead
+  divides its alpha by n: the bvlc_alexnet model's alpha = 1e-4 means
+  2e-5 here, and its k is 1.
+
+  Args:
+    x: A `[batch, height, width, channels]` tensor.
+
+  Returns:
+    The normalized tensor, of the same shape.
+  """
+  return layers.local_response_norm(x, depth_radius=2, bias=2.0, alpha=1e-4,
+                                    beta=0.75)
 
 
 class AlexNetV2(Network):
@@ -43,7 +69,7 @@ class AlexNetV2(Network):
                weight_decay=0.0005, dropout_keep_prob=0.5,
                spatial_squeeze=True, global_pool=False, activation='relu',
                biases_init=0.1, fc_stddev=0.005,
-               conv_initializer='glorot_uniform'):
+               conv_initializer='glorot_uniform', lrn=False):
     """Builds the layers.
 
     The defaults are TF-Slim's `alexnet_v2_arg_scope` and `alexnet_v2`
@@ -63,6 +89,9 @@ class AlexNetV2(Network):
       fc_stddev: Stddev of fc6, fc7 and fc8's truncated-normal initializer.
       conv_initializer: Initializer of conv1..conv5 (slim's default, Xavier
         uniform).
+      lrn: Normalize conv1's and conv2's activations as Krizhevsky et al.
+        (2012) did (`paper_lrn`, end points `norm1`, `norm2`), before their
+        pools; TF-Slim's v2 has none (False). No variables are added.
     """
     super().__init__(scope='alexnet_v2', num_classes=num_classes,
                      is_training=is_training, config=dict(
@@ -72,10 +101,11 @@ class AlexNetV2(Network):
                          spatial_squeeze=spatial_squeeze,
                          global_pool=global_pool, activation=activation,
                          biases_init=biases_init, fc_stddev=fc_stddev,
-                         conv_initializer=conv_initializer))
+                         conv_initializer=conv_initializer, lrn=lrn))
     self.dropout_keep_prob = dropout_keep_prob
     self.spatial_squeeze = spatial_squeeze
     self.global_pool = global_pool
+    self.lrn = lrn
     conv = layers.bind(
         layers.Conv2D, activation=activation,
         weights_initializer=conv_initializer,
@@ -96,6 +126,8 @@ class AlexNetV2(Network):
     net = images
     for conv in self.convs:
       net = end_points[f'{scope}/{conv.name}'] = conv(net, training=training)
+      if self.lrn and conv.name in _NORM_AFTER:
+        net = end_points[f'{scope}/{_NORM_AFTER[conv.name]}'] = paper_lrn(net)
       if conv.name in _POOL_AFTER:
         net = end_points[f'{scope}/{_POOL_AFTER[conv.name]}'] = (
             layers.max_pool2d(net, 3, 2))
@@ -114,6 +146,7 @@ class AlexNetV2(Network):
     return net, end_points
 
 
+@forwards_options(AlexNetV2)
 def alexnet_v2(num_classes=1000, **options):
   """Returns an `AlexNetV2`; see `AlexNetV2.__init__` for the options."""
   return AlexNetV2(num_classes, **options)

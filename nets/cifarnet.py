@@ -2,7 +2,8 @@
 
 Variant of Krizhevsky's cuda-convnet "layers-18pct" configuration, as TF-Slim
 built it (two 5x5 convs with local response normalization, two fully connected
-layers).
+layers). Options for comparisons: `lrn=False` drops the normalization,
+`kernel_size=3` makes both convs 3x3, `activation` replaces ReLU.
 
 Typical use, on 32x32 RGB images:
 
@@ -13,12 +14,14 @@ Typical use, on 32x32 RGB images:
 import tensorflow as tf
 
 from slimkit.nets import layers
-from slimkit.nets.network import Network, prediction_fn as _prediction_fn
+from slimkit.nets.network import (
+    Network, forwards_options, prediction_fn as _prediction_fn)
 
 
 def _lrn(x):
   # TF-Slim's norm1/norm2: tf.nn.lrn(x, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75).
-  return tf.nn.lrn(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
+  return layers.local_response_norm(x, depth_radius=4, bias=1.0,
+                                    alpha=0.001 / 9.0, beta=0.75)
 
 
 class CifarNet(Network):
@@ -29,7 +32,8 @@ class CifarNet(Network):
   def __init__(self, num_classes=10, *, weight_decay=0.004, is_training=False,
                dropout_keep_prob=0.5, conv_stddev=5e-2, fc_stddev=0.04,
                logits_stddev=1 / 192.0, fc_bias_init=0.1,
-               prediction_fn='softmax', activation='relu'):
+               prediction_fn='softmax', activation='relu', lrn=True,
+               kernel_size=5):
     """Builds the layers.
 
     Args:
@@ -44,7 +48,18 @@ class CifarNet(Network):
       fc_bias_init: Initial value of fc3's and fc4's biases.
       prediction_fn: 'softmax' or a callable for `end_points['Predictions']`.
       activation: Activation of every hidden layer.
+      lrn: Apply TF-Slim's local response normalization `norm1` (after
+        pool1) and `norm2` (after conv2); False leaves them out.
+      kernel_size: Height and width of conv1's and conv2's kernels (5 in
+        TF-Slim); the padding is SAME, so the feature maps keep their sizes.
+
+    Raises:
+      ValueError: if `kernel_size` is not a positive integer.
     """
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or (
+        kernel_size < 1):
+      raise ValueError(
+          f'kernel_size must be a positive integer; got {kernel_size!r}.')
     super().__init__(scope='CifarNet', num_classes=num_classes,
                      is_training=is_training, config=dict(
                          num_classes=num_classes, weight_decay=weight_decay,
@@ -53,7 +68,8 @@ class CifarNet(Network):
                          conv_stddev=conv_stddev, fc_stddev=fc_stddev,
                          logits_stddev=logits_stddev,
                          fc_bias_init=fc_bias_init, prediction_fn=prediction_fn,
-                         activation=activation))
+                         activation=activation, lrn=lrn,
+                         kernel_size=kernel_size))
     self.dropout_keep_prob = dropout_keep_prob
     self.prediction_fn = _prediction_fn(prediction_fn)
     conv = layers.bind(layers.Conv2D, activation=activation,
@@ -63,8 +79,9 @@ class CifarNet(Network):
         weights_initializer=layers.truncated_normal(fc_stddev),
         biases_initializer=tf.keras.initializers.Constant(fc_bias_init),
         weights_regularizer=layers.l2_regularizer(weight_decay))
-    self.conv1 = conv(64, 5, name='conv1')
-    self.conv2 = conv(64, 5, name='conv2')
+    self.lrn = lrn
+    self.conv1 = conv(64, kernel_size, name='conv1')
+    self.conv2 = conv(64, kernel_size, name='conv2')
     self.fc3 = fc(384, name='fc3')
     self.fc4 = fc(192, name='fc4')
     self.logits = (layers.FullyConnected(
@@ -76,9 +93,11 @@ class CifarNet(Network):
     end_points = {}
     net = end_points['conv1'] = self.conv1(images, training=training)
     net = end_points['pool1'] = layers.max_pool2d(net, 2, 2)
-    net = _lrn(net)
+    if self.lrn:
+      net = _lrn(net)
     net = end_points['conv2'] = self.conv2(net, training=training)
-    net = _lrn(net)
+    if self.lrn:
+      net = _lrn(net)
     net = end_points['pool2'] = layers.max_pool2d(net, 2, 2)
     net = end_points['Flatten'] = layers.flatten(net)
     net = end_points['fc3'] = self.fc3(net, training=training)
@@ -92,6 +111,7 @@ class CifarNet(Network):
     return logits, end_points
 
 
+@forwards_options(CifarNet)
 def cifarnet(num_classes=10, **options):
   """Returns a `CifarNet`; see `CifarNet.__init__` for the options."""
   return CifarNet(num_classes, **options)

@@ -26,6 +26,7 @@ from slimkit.nets import layers
 from slimkit.nets.inception_utils import (
     AuxLogits, Conv, InceptionNet, Mixed, MixedBlock, Pool, constructor_args,
     inception_layers)
+from slimkit.nets.network import forwards_options
 
 
 def _is_relu6(activation):
@@ -50,8 +51,9 @@ class ResidualBlock(MixedBlock):
     self.scale = scale
     # TF-Slim simulates a band-pass ReLU6 by clipping the residual.
     self.clip = _is_relu6(activation)
-    self.activation = (tf.keras.activations.get(activation)
-                       if isinstance(activation, str) else activation)
+    # The sum keeps the block's width: a widening activation (crelu) acts as
+    # relu here, as on every residual stream.
+    self.activation = layers.same_width(activation)
     # Projects back to the input depth, known when the block is built.
     self.up = ls.conv(None, 1, activation=None, normalizer=None,
                       name='Conv2d_1x1')
@@ -195,7 +197,8 @@ class InceptionResnetV2(InceptionNet):
         (`end_points['AuxLogits']`); it needs inputs of at least 107x107.
       prediction_fn: 'softmax' or a callable for `end_points['Predictions']`.
       activation: Activation of the convs and of the residual blocks; with
-        'relu6' the residuals are clipped to [-6, 6] as in TF-Slim.
+        'relu6' the residuals are clipped to [-6, 6] as in TF-Slim. 'crelu'
+        doubles the convs' outputs; the blocks' sums keep their width (relu).
       batch_norm_decay: Moving-average decay of the batch-norm statistics.
       batch_norm_epsilon: Added to the variance.
       batch_norm_scale: Whether batch norms own a `gamma`.
@@ -234,6 +237,7 @@ class InceptionResnetV2(InceptionNet):
     return self.predictions(logits, end_points)
 
 
+@forwards_options(InceptionResnetV2)
 def inception_resnet_v2(num_classes=1001, **options):
   """Returns an `InceptionResnetV2`; see its `__init__` for the options."""
   return InceptionResnetV2(num_classes, **options)

@@ -21,6 +21,9 @@ lists of layers are not followed by `tf.train.Checkpoint`.
 `inception_layers()` holds TF-Slim's `inception_arg_scope` defaults as
 explicit keyword arguments (weight decay 4e-5, batch norm with decay 0.9997,
 epsilon 0.001 and no `gamma`, variance-scaling conv initializer, ReLU).
+The `activation` option reaches every activated layer; 'crelu' doubles each
+conv's output, so modules concatenate twice the channels and every next conv
+builds its weights for them (same names, more parameters).
 """
 
 import typing
@@ -40,7 +43,7 @@ class LayerSet(typing.NamedTuple):
     fc: `layers.FullyConnected` with the net's defaults bound.
     separable: `layers.SeparableConv2D` with slim's defaults (TF-Slim's
       Inception arg scopes do not reach separable convs: no batch norm, no
-      weight decay, biases).
+      weight decay, biases) but the net's activation.
     depth: Maps a nominal channel count to the built one (depth multiplier).
   """
   conv: typing.Callable
@@ -81,7 +84,8 @@ def inception_layers(*, weight_decay=0.00004, use_batch_norm=True,
     batch_norm_decay: Moving-average decay of the batch-norm statistics.
     batch_norm_epsilon: Added to the variance.
     batch_norm_scale: Whether batch norms own a `gamma` (False in TF-Slim).
-    activation: Activation of the convs.
+    activation: Activation of the convs, separable ones included (TF-Slim's
+      arg scope leaves those at ReLU, the default).
     weights_initializer: Conv weight initializer; None is slim's
       `variance_scaling_initializer()` (the Inception default).
     regularize_biases: Also decay biases (Inception-ResNet v2's arg scope).
@@ -101,7 +105,7 @@ def inception_layers(*, weight_decay=0.00004, use_batch_norm=True,
       weights_regularizer=regularizer, **biases)
   fc = layers.bind(layers.FullyConnected, weights_regularizer=regularizer,
                    **biases)
-  separable = layers.bind(layers.SeparableConv2D, activation='relu')
+  separable = layers.bind(layers.SeparableConv2D, activation=activation)
   return LayerSet(conv, fc, separable, depth or (lambda d: d))
 
 

@@ -16,6 +16,7 @@ Typical use, on 224x224 RGB images scaled to [-1, 1]:
 from slimkit.nets import layers
 from slimkit.nets.inception_utils import (
     Conv, InceptionNet, Mixed, Pool, constructor_args, inception_layers)
+from slimkit.nets.network import forwards_options
 
 
 def _module(name, d0, d1, d2, d3, b2_name='Conv2d_0b_3x3'):
@@ -105,6 +106,7 @@ class InceptionV1(InceptionNet):
                             reduce_for_small_input=False)
 
 
+@forwards_options(InceptionV1)
 def inception_v1(num_classes=1000, **options):
   """Returns an `InceptionV1`; see `InceptionV1.__init__` for the options."""
   return InceptionV1(num_classes, **options)

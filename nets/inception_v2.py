@@ -17,6 +17,7 @@ Typical use, on 224x224 RGB images scaled to [-1, 1]:
 from slimkit.nets.inception_utils import (
     Conv, InceptionNet, Mixed, Pool, SepConv, constructor_args, depth_fn,
     inception_layers)
+from slimkit.nets.network import forwards_options
 
 
 def _module(name, d0, d1, d2, pool, d3):
@@ -131,6 +132,7 @@ class InceptionV2(InceptionNet):
                             end_point='AvgPool_1a')
 
 
+@forwards_options(InceptionV2)
 def inception_v2(num_classes=1000, **options):
   """Returns an `InceptionV2`; see `InceptionV2.__init__` for the options."""
   return InceptionV2(num_classes, **options)

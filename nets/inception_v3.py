@@ -20,6 +20,7 @@ Typical use, on 299x299 RGB images scaled to [-1, 1]:
 from slimkit.nets.inception_utils import (
     AuxLogits, Conv, InceptionNet, Mixed, Pool, Split, constructor_args,
     depth_fn, inception_layers)
+from slimkit.nets.network import forwards_options
 
 
 def _module_35(name, d3, b1_names=('Conv2d_0a_1x1', 'Conv2d_0b_5x5')):
@@ -161,6 +162,7 @@ class InceptionV3(InceptionNet):
                             end_point='AvgPool_1a')
 
 
+@forwards_options(InceptionV3)
 def inception_v3(num_classes=1000, **options):
   """Returns an `InceptionV3`; see `InceptionV3.__init__` for the options."""
   return InceptionV3(num_classes, **options)

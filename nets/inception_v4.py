@@ -19,6 +19,7 @@ from slimkit.nets import layers
 from slimkit.nets.inception_utils import (
     AuxLogits, Conv, InceptionNet, Mixed, Pool, Split, constructor_args,
     inception_layers)
+from slimkit.nets.network import forwards_options
 
 
 def _inception_a(name):
@@ -152,6 +153,7 @@ class InceptionV4(InceptionNet):
     return self.predictions(logits, end_points)
 
 
+@forwards_options(InceptionV4)
 def inception_v4(num_classes=1001, **options):
   """Returns an `InceptionV4`; see `InceptionV4.__init__` for the options."""
   return InceptionV4(num_classes, **options)

@@ -22,12 +22,20 @@ builder signature.
 
 Weight decay follows TF-Slim's `l2_regularizer(wd)`: the loss term of a weight
 tensor `w` is `wd * sum(w ** 2) / 2`.
+
+Activations are named in one registry, `ACTIVATIONS`, which every net's
+`activation` option draws on; `same_width` gives the one to use where a
+tensor's channel count is fixed (crelu doubles it elsewhere).
 """
 
+import dataclasses
 import functools
+import typing
 
 import keras
 import tensorflow as tf
+
+from slimkit.registry import Registry
 
 
 @keras.saving.register_keras_serializable(package='slimkit')
@@ -138,8 +146,70 @@ def batch_norm(decay=0.999, epsilon=0.001, center=True, scale=False,
                    scale=scale, name=name, **kwargs)
 
 
-def _activation(fn):
-  return keras.activations.get(fn) if isinstance(fn, str) else fn
+@dataclasses.dataclass(frozen=True)
+class Activation:
+  """One activation a net's `activation` option can name.
+
+  Attributes:
+    fn: The function of a tensor.
+    width: Output channels per input channel (2 for crelu, else 1).
+  """
+  fn: typing.Callable
+  width: int = 1
+
+
+ACTIVATIONS = Registry('activation')
+for _name, _entry in (
+    ('relu', Activation(tf.nn.relu)),
+    ('relu6', Activation(tf.nn.relu6)),
+    ('elu', Activation(tf.nn.elu)),
+    ('selu', Activation(tf.nn.selu)),
+    ('swish', Activation(tf.nn.silu)),  # x * sigmoid(x), also called SiLU
+    ('gelu', Activation(tf.nn.gelu)),  # the exact (erf) form
+    ('tanh', Activation(tf.math.tanh)),
+    # Shang et al. 2016: concat(relu(x), relu(-x)) on channels, so the next
+    # layer (which builds its weights from its input) sees twice as many.
+    ('crelu', Activation(tf.nn.crelu, width=2)),
+    ('leaky_relu', Activation(tf.nn.leaky_relu)),  # slope 0.2 below zero
+):
+  ACTIVATIONS.register(_name, _entry)
+
+
+def get_activation(activation):
+  """Resolves an `activation` argument of a layer or net.
+
+  Args:
+    activation: A registered name (`ACTIVATIONS.names()`), a callable, or
+      None for no activation.
+
+  Returns:
+    A callable, or None.
+
+  Raises:
+    ValueError: for an unknown name, listing the valid ones.
+  """
+  if activation is None or callable(activation):
+    return activation
+  return ACTIVATIONS.get(activation).fn
+
+
+def same_width(activation):
+  """The activation of a tensor whose width must not change.
+
+  A residual sum (ResNet v1's units, Inception-ResNet's blocks) is added to
+  the next block's input, so its channels are fixed. A widening activation
+  (crelu) acts there as its first half, relu; every other activation is
+  returned unchanged, so the defaults are untouched.
+
+  Args:
+    activation: As for `get_activation`.
+
+  Returns:
+    A callable, or None.
+  """
+  if isinstance(activation, str) and ACTIVATIONS.get(activation).width != 1:
+    return tf.nn.relu
+  return get_activation(activation)
 
 
 class _SlimLayer(keras.layers.Layer):
@@ -151,7 +221,7 @@ class _SlimLayer(keras.layers.Layer):
     # `biases_regularizer` (slim's, e.g. Inception-ResNet v2 decays biases
     # too) reaches here through the subclasses' **kwargs.
     super().__init__(name=name, **kwargs)
-    self.activation = _activation(activation)
+    self.activation = get_activation(activation)
     self.weights_initializer = weights_initializer
     self.weights_regularizer = weights_regularizer
     self.biases_initializer = biases_initializer
@@ -192,7 +262,7 @@ class Conv2D(_SlimLayer):
       stride: An int or a pair.
       padding: 'SAME' or 'VALID'.
       rate: Atrous (dilation) rate, an int or a pair.
-      activation: A callable, a Keras activation name, or None.
+      activation: A callable, a name of `ACTIVATIONS`, or None.
       normalizer: A zero-argument factory of the normalization layer (e.g.
         `functools.partial(batch_norm, scale=True)`), or None for biases.
       weights_initializer: Keras initializer of the kernel.
@@ -248,7 +318,7 @@ class SeparableConv2D(_SlimLayer):
       stride: An int or a pair.
       padding: 'SAME' or 'VALID'.
       rate: Atrous rate of the depthwise conv.
-      activation: A callable, a Keras activation name, or None.
+      activation: A callable, a name of `ACTIVATIONS`, or None.
       normalizer: A zero-argument factory of the normalization layer, or None.
       weights_initializer: Initializer of the depthwise kernel.
       biases_initializer: Initializer of the biases; None for none.
@@ -312,7 +382,7 @@ class FullyConnected(_SlimLayer):
 
     Args:
       num_outputs: Number of output units.
-      activation: A callable, a Keras activation name, or None.
+      activation: A callable, a name of `ACTIVATIONS`, or None.
       normalizer: A zero-argument factory of the normalization layer, or None.
       weights_initializer: Initializer of the `[inputs, outputs]` weights.
       biases_initializer: Initializer of the biases; None for none.
@@ -347,6 +417,31 @@ def max_pool2d(x, kernel_size, stride=2, padding='VALID'):
 def avg_pool2d(x, kernel_size, stride=2, padding='VALID'):
   """`slim.avg_pool2d` (whose default padding is VALID)."""
   return tf.nn.avg_pool2d(x, _pair(kernel_size), _pair(stride), padding.upper())
+
+
+def local_response_norm(x, *, depth_radius, bias, alpha, beta):
+  """`tf.nn.lrn`: `x / (bias + alpha * sqr_sum) ** beta` across channels.
+
+  `sqr_sum` sums the squares of the `2 * depth_radius + 1` nearest channels.
+  TF has no CPU kernel of the op for bfloat16, so bfloat16 inputs are
+  normalized in float32 (float32 inputs run the op as they are).
+
+  Args:
+    x: A `[batch, height, width, channels]` tensor.
+    depth_radius: Channels on each side in the sum.
+    bias: The offset `bias`.
+    alpha: The scale of the sum.
+    beta: The exponent.
+
+  Returns:
+    The normalized tensor, of `x`'s shape and dtype.
+  """
+  if x.dtype == tf.bfloat16:
+    return tf.cast(local_response_norm(tf.cast(x, tf.float32),
+                                       depth_radius=depth_radius, bias=bias,
+                                       alpha=alpha, beta=beta), x.dtype)
+  return tf.nn.lrn(x, depth_radius=depth_radius, bias=bias, alpha=alpha,
+                   beta=beta)
 
 
 def global_avg_pool(x, keepdims=True):

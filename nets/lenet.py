@@ -10,7 +10,8 @@ Typical use, on 28x28 grayscale digits (MNIST, digits):
 """
 
 from slimkit.nets import layers
-from slimkit.nets.network import Network, prediction_fn as _prediction_fn
+from slimkit.nets.network import (
+    Network, forwards_options, prediction_fn as _prediction_fn)
 
 
 class LeNet(Network):
@@ -69,6 +70,7 @@ class LeNet(Network):
     return logits, end_points
 
 
+@forwards_options(LeNet)
 def lenet(num_classes=10, **options):
   """Returns a `LeNet`; see `LeNet.__init__` for the options."""
   return LeNet(num_classes, **options)

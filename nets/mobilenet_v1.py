@@ -21,7 +21,8 @@ import functools
 import tensorflow as tf
 
 from slimkit.nets import layers
-from slimkit.nets.network import Network, prediction_fn as _prediction_fn
+from slimkit.nets.network import (
+    Network, forwards_options, prediction_fn as _prediction_fn)
 
 # A full convolution, and a depthwise 3x3 followed by a pointwise 1x1.
 Conv = collections.namedtuple('Conv', ['kernel', 'stride', 'depth'])
@@ -55,9 +56,9 @@ class MobileNetV1(Network):
 
   def __init__(self, num_classes=1000, *, weight_decay=0.00004,
                is_training=False, dropout_keep_prob=0.999, depth_multiplier=1.0,
-               min_depth=8, conv_defs=None, output_stride=None,
-               use_explicit_padding=False, global_pool=False,
-               spatial_squeeze=True, prediction_fn='softmax',
+               min_depth=8, conv_defs=None,
+               output_stride: int | None = None, use_explicit_padding=False,
+               global_pool=False, spatial_squeeze=True, prediction_fn='softmax',
                activation='relu6', weights_stddev=0.09,
                regularize_depthwise=False, batch_norm_decay=0.9997,
                batch_norm_epsilon=0.001, batch_norm_scale=True):
@@ -200,21 +201,14 @@ class MobileNetV1(Network):
     return logits, end_points
 
 
+@forwards_options(MobileNetV1)
 def mobilenet_v1(num_classes=1000, **options):
   """Returns a `MobileNetV1`; see `MobileNetV1.__init__` for the options."""
   return MobileNetV1(num_classes, **options)
 
 
-def mobilenet_v1_075(num_classes=1000, **options):
-  """MobileNet v1 with 75% of the depth of every layer."""
-  return MobileNetV1(num_classes, **{'depth_multiplier': 0.75, **options})
-
-
-def mobilenet_v1_050(num_classes=1000, **options):
-  """MobileNet v1 with 50% of the depth of every layer."""
-  return MobileNetV1(num_classes, **{'depth_multiplier': 0.50, **options})
-
-
-def mobilenet_v1_025(num_classes=1000, **options):
-  """MobileNet v1 with 25% of the depth of every layer."""
-  return MobileNetV1(num_classes, **{'depth_multiplier': 0.25, **options})
+# The width variants: 75%, 50% and 25% of the depth of every layer. As
+# partials their signatures show the bound multiplier as the default.
+mobilenet_v1_075 = functools.partial(mobilenet_v1, depth_multiplier=0.75)
+mobilenet_v1_050 = functools.partial(mobilenet_v1, depth_multiplier=0.50)
+mobilenet_v1_025 = functools.partial(mobilenet_v1, depth_multiplier=0.25)

@@ -26,7 +26,8 @@ import keras
 import tensorflow as tf
 
 from slimkit.nets import layers
-from slimkit.nets.network import Network, prediction_fn as _prediction_fn
+from slimkit.nets.network import (
+    Network, forwards_options, prediction_fn as _prediction_fn)
 
 # A convolution with batch norm and activation.
 Conv = collections.namedtuple('Conv', ['kernel', 'stride', 'depth'])
@@ -157,8 +158,9 @@ class MobileNetV2(Network):
   def __init__(self, num_classes=1001, *, weight_decay=0.00004,
                is_training=False, dropout_keep_prob=0.8, depth_multiplier=1.0,
                finegrain_classification_mode=False, min_depth=8,
-               divisible_by=8, conv_defs=None, output_stride=None,
-               use_explicit_padding=False, prediction_fn='softmax',
+               divisible_by=8, conv_defs=None,
+               output_stride: int | None = None, use_explicit_padding=False,
+               prediction_fn='softmax',
                activation='relu6', weights_stddev=0.09,
                regularize_depthwise=False, batch_norm_decay=0.997,
                batch_norm_epsilon=0.001, batch_norm_scale=True):
@@ -312,18 +314,15 @@ def _unique(base, counts):
   return f'{base}_{n}' if n else base
 
 
+@forwards_options(MobileNetV2)
 def mobilenet_v2(num_classes=1001, **options):
   """Returns a `MobileNetV2`; see `MobileNetV2.__init__` for the options."""
   return MobileNetV2(num_classes, **options)
 
 
-def mobilenet_v2_140(num_classes=1001, **options):
-  """MobileNet v2 with 1.4x the depth of every layer, the last one too."""
-  return MobileNetV2(num_classes, **{'depth_multiplier': 1.4, **options})
-
-
-def mobilenet_v2_035(num_classes=1001, **options):
-  """MobileNet v2 with 35% of the depth of every layer but the last."""
-  return MobileNetV2(num_classes, **{
-      'depth_multiplier': 0.35, 'finegrain_classification_mode': True,
-      **options})
+# The width variants (as partials, whose signatures show the bound values as
+# defaults): 1.4x the depth of every layer, the last one too; 35% of the depth
+# of every layer but the last.
+mobilenet_v2_140 = functools.partial(mobilenet_v2, depth_multiplier=1.4)
+mobilenet_v2_035 = functools.partial(
+    mobilenet_v2, depth_multiplier=0.35, finegrain_classification_mode=True)

@@ -5,10 +5,21 @@ Typical use:
   network = nets_factory.get_network_fn('inception_v3', num_classes=1001,
                                         weight_decay=4e-5, is_training=True)
   logits, end_points = network(images)   # images: [batch, 299, 299, 3]
+
+Model options (`--model_options=activation=elu,lrn=false`) are keyword
+arguments of a net's builder, typed by their defaults:
+
+  nets_factory.network_options('cifarnet')['kernel_size'].default   # 5
+  options = nets_factory.parse_model_options('cifarnet', 'kernel_size=3')
+  network = nets_factory.get_network_fn('cifarnet', 10, **options)
 """
 
 import dataclasses
+import difflib
 import importlib
+import inspect
+import math
+import typing
 
 from slimkit.registry import Registry
 
@@ -105,9 +116,12 @@ def get_network_fn(name, num_classes, weight_decay=0.0, is_training=False,
     weight_decay: TF-Slim's L2 weight decay on the net's weights
       (`weight_decay * sum(w ** 2) / 2` per tensor, in `net.losses`).
     is_training: Default mode of the net's calls (dropout, batch norm).
-    **options: Net-specific keyword options where TF-Slim has them
+    **options: Net-specific keyword options: TF-Slim's
       (`dropout_keep_prob`, `spatial_squeeze`, `global_pool`,
-      `depth_multiplier`, `create_aux_logits`, `output_stride`, ...).
+      `depth_multiplier`, `create_aux_logits`, `output_stride`, ...) and
+      ours (`activation` for every net, `lrn` and `kernel_size` for
+      cifarnet, `lrn` for alexnet_v2). `network_options(name)` lists those
+      settable from the command line.
 
   Returns:
     A `nets.network.Network`; `logits, end_points = net(images)`. It has
@@ -119,3 +133,184 @@ def get_network_fn(name, num_classes, weight_decay=0.0, is_training=False,
   entry = get_entry(name)
   return entry.builder(num_classes=num_classes, weight_decay=weight_decay,
                        is_training=is_training, **options)
+
+
+# Builder arguments that are not model options: the scripts set them from
+# their own flags and data (--weight_decay, the dataset's classes, training or
+# evaluation), or they take Python callables (prediction_fn).
+_NOT_OPTIONS = {
+    'num_classes': 'the dataset sets the number of classes',
+    'weight_decay': 'use --weight_decay',
+    'is_training': 'the script sets the mode',
+    'prediction_fn': 'a Python callable, not a command-line value',
+}
+_OPTION_TYPES = (bool, int, float, str)
+_TRUE = ('true', 'yes', '1')
+_FALSE = ('false', 'no', '0')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOption:
+  """One keyword option of a net's builder settable from the command line.
+
+  Attributes:
+    name: The keyword (`activation`).
+    default: Its default in the builder's signature (TF-Slim's value).
+    type: bool, int, float or str: how a command-line value is parsed.
+    choices: The valid values of a closed choice (`activation`), or ().
+  """
+  name: str
+  default: typing.Any
+  type: type
+  choices: tuple = ()
+
+  def parse(self, text):
+    """Returns `text` as a value of this option.
+
+    Bools accept true/false, yes/no, 1/0 (any case); an option whose default
+    is None also accepts `none`.
+
+    Raises:
+      ValueError: naming the option, the value and what is expected.
+    """
+    value = text.strip()
+    if self.default is None and value.lower() == 'none':
+      return None
+    expected = {bool: 'true or false', int: 'an integer',
+                float: 'a number', str: 'a string'}[self.type]
+    error = ValueError(f'Model option {self.name}={text!r}: expected '
+                       f'{expected} (default {self.default!r}).')
+    if self.type is bool:
+      if value.lower() not in _TRUE + _FALSE:
+        raise error
+      return value.lower() in _TRUE
+    if self.type is int:
+      try:
+        return int(value)
+      except ValueError:
+        raise error from None
+    if self.type is float:
+      try:
+        number = float(value)
+      except ValueError:
+        raise error from None
+      if not math.isfinite(number):
+        raise error
+      return number
+    if self.choices and value not in self.choices:
+      close = difflib.get_close_matches(value, self.choices, n=3, cutoff=0.6)
+      hint = f' Did you mean {", ".join(close)}?' if close else ''
+      raise ValueError(f'Model option {self.name}={text!r}: unknown '
+                       f'{self.name}.{hint} Valid: {", ".join(self.choices)}.')
+    return value
+
+
+def _option_type(parameter):
+  """bool, int, float or str from a parameter's default, else None.
+
+  A None default takes its type from the annotation (`int | None`); an
+  unannotated None default (`conv_defs`, `scope`) is a Python-only argument.
+  """
+  if parameter.default is None:
+    candidates = [t for t in typing.get_args(parameter.annotation)
+                  if t in _OPTION_TYPES]
+    return candidates[0] if len(candidates) == 1 else None
+  # `type(...) is`, not isinstance: a bool default is not an int option.
+  return next((t for t in _OPTION_TYPES if type(parameter.default) is t),
+              None)
+
+
+def _choices(name):
+  if name == 'activation':
+    # Imported here: the layers pull in Keras, which listing nets does not
+    # need.
+    from slimkit.nets import layers  # pylint: disable=import-outside-toplevel
+    return tuple(layers.ACTIVATIONS.names())
+  return ()
+
+
+def network_options(name):
+  """Lists the model options of net `name`, from its builder's signature.
+
+  Every keyword argument with a bool, int, float or str default (or an
+  `int | None`-style annotation) is an option, except those the scripts set
+  themselves (`num_classes`, `weight_decay`, `is_training`) and Python-only
+  ones (`prediction_fn`, list or callable arguments).
+
+  Args:
+    name: A registered net name.
+
+  Returns:
+    A dict `{option name: ModelOption}` in the builder's order.
+
+  Raises:
+    ValueError: for an unknown net name.
+  """
+  options = {}
+  signature = inspect.signature(get_entry(name).builder)
+  for parameter in signature.parameters.values():
+    if parameter.kind not in (parameter.POSITIONAL_OR_KEYWORD,
+                              parameter.KEYWORD_ONLY):
+      continue
+    kind = _option_type(parameter)
+    if parameter.name in _NOT_OPTIONS or kind is None:
+      continue
+    options[parameter.name] = ModelOption(parameter.name, parameter.default,
+                                          kind, _choices(parameter.name))
+  return options
+
+
+def parse_model_options(name, text):
+  """Parses and checks a `--model_options` value for net `name`.
+
+  Args:
+    name: A registered net name.
+    text: `key=value` pairs separated by commas (`activation=elu,lrn=false`);
+      None or empty for none.
+
+  Returns:
+    A dict of typed values, to pass to `get_network_fn(name, ..., **options)`.
+
+  Raises:
+    ValueError: for a malformed pair, an unknown or repeated key (listing the
+      net's options), a value of the wrong type or outside a closed choice,
+      or a value the builder refuses (it is constructed once to check, which
+      creates no variables).
+  """
+  valid = network_options(name)
+  options = {}
+  for item in (text or '').split(','):
+    if not item.strip():
+      continue
+    key, sep, value = item.partition('=')
+    key = key.strip()
+    if not sep or not key:
+      raise ValueError(f'--model_options takes key=value pairs separated by '
+                       f'commas; got {item!r} in {text!r}.')
+    if key not in valid:
+      raise ValueError(unknown_option_message(name, key))
+    if key in options:
+      raise ValueError(f'Model option {key} is given twice in {text!r}.')
+    options[key] = valid[key].parse(value)
+  if options:
+    try:
+      get_network_fn(name, num_classes=1, **options)
+    except (ValueError, TypeError) as e:
+      raise ValueError(f'Model options {format_model_options(options)} of '
+                       f'{name}: {e}') from None
+  return options
+
+
+def unknown_option_message(name, key):
+  """The error for an unknown option `key` of net `name`, listing the valid."""
+  valid = network_options(name)
+  reason = (f' ({_NOT_OPTIONS[key]})' if key in _NOT_OPTIONS else '')
+  close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+  hint = f' Did you mean {", ".join(close)}?' if close else ''
+  return (f'Unknown model option {key!r} of {name}{reason}.{hint} Valid '
+          f'options of {name}: {", ".join(sorted(valid))}.')
+
+
+def format_model_options(options):
+  """The `--model_options` text of a dict of option values (its inverse)."""
+  return ','.join(f'{key}={value}' for key, value in options.items())

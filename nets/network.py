@@ -1,5 +1,7 @@
 """The base class of every net: a Keras model that returns `(logits, end_points)`."""
 
+import inspect
+
 import keras
 import tensorflow as tf
 
@@ -97,3 +99,38 @@ class Network(keras.Model):
 def prediction_fn(fn):
   """Resolves a `prediction_fn` option: 'softmax' or a callable on logits."""
   return tf.nn.softmax if fn == 'softmax' else fn
+
+
+def forwards_options(target, *, bound=()):
+  """Declares that a builder passes its `**options` on to `target`.
+
+  A builder such as `resnet_v1_50(num_classes, *, depth_multiplier,
+  **options)` hands `**options` to a `Network` class. The decorator sets the
+  builder's `__signature__` (Python's standard hook, read by
+  `inspect.signature`, `help()` and `nets_factory.network_options`) to its
+  own parameters followed by the keyword parameters of `target` that it
+  neither declares nor sets itself, with their defaults. Variants made with
+  `functools.partial(builder, depth_multiplier=0.75)` then show their own
+  defaults too.
+
+  Args:
+    target: The class (or function) receiving `**options`.
+    bound: Parameters of `target` the builder sets itself (e.g. `blocks`);
+      they are not options of the builder.
+
+  Returns:
+    A decorator returning the builder itself.
+  """
+  def decorate(builder):
+    own = inspect.signature(builder)
+    params = [p for p in own.parameters.values()
+              if p.kind is not p.VAR_KEYWORD]
+    taken = {p.name for p in params} | set(bound)
+    forwarded = [
+        p.replace(kind=p.KEYWORD_ONLY)
+        for p in inspect.signature(target).parameters.values()
+        if p.name not in taken and p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                              p.KEYWORD_ONLY)]
+    builder.__signature__ = own.replace(parameters=params + forwarded)
+    return builder
+  return decorate

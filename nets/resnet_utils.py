@@ -170,7 +170,7 @@ class BottleneckUnit(keras.layers.Layer):
   """
 
   def __init__(self, depth, depth_bottleneck, stride, rate=1, *, conv,
-               batch_norm, name):
+               batch_norm, activation='relu', name):
     """Creates the unit.
 
     Args:
@@ -180,6 +180,10 @@ class BottleneckUnit(keras.layers.Layer):
       rate: Atrous rate of the 3x3 conv.
       conv: Bound `layers.Conv2D` with the net's defaults.
       batch_norm: Bound `layers.batch_norm` with the net's defaults.
+      activation: The net's activation (a name or callable) for what the
+        unit activates outside its convs, where TF-Slim hard-codes ReLU (the
+        default): v1's sum, kept at `depth` channels (`layers.same_width`),
+        and v2's pre-activation.
       name: TF-Slim's unit scope (`bottleneck_v1`).
     """
     super().__init__(name=name)
@@ -282,9 +286,9 @@ class ResNet(Network):
                is_training=False, weight_decay=0.0001,
                batch_norm_decay=0.997, batch_norm_epsilon=1e-5,
                batch_norm_scale=True, activation='relu', use_batch_norm=True,
-               global_pool=True, output_stride=None, include_root_block=True,
-               spatial_squeeze=True, store_non_strided_activations=False,
-               prediction_fn='softmax'):
+               global_pool=True, output_stride: int | None = None,
+               include_root_block=True, spatial_squeeze=True,
+               store_non_strided_activations=False, prediction_fn='softmax'):
     """Builds the layers.
 
     The defaults are TF-Slim's `resnet_arg_scope` and `resnet_v1`/`resnet_v2`
@@ -303,7 +307,11 @@ class ResNet(Network):
       batch_norm_decay: Moving-average decay of the batch-norm statistics.
       batch_norm_epsilon: Batch norm's epsilon.
       batch_norm_scale: Whether batch norms own a `gamma`.
-      activation: Activation of the convs (ReLU in TF-Slim).
+      activation: Activation of the convs and of what TF-Slim activates
+        with a fixed ReLU: v1's unit sums, v2's pre-activations and
+        `postnorm`. The default ReLU is TF-Slim's net. 'crelu' doubles the
+        outputs of the convs and of v2's pre-activations; v1's root conv and
+        sums, the residual stream, keep their width (relu there).
       use_batch_norm: Whether convs use batch norm (else biases).
       global_pool: Average over height and width before the logits.
       output_stride: Ratio of input to output resolution (a multiple of 4 with
@@ -354,18 +362,23 @@ class ResNet(Network):
           raise ValueError('The output_stride needs to be a multiple of 4 with '
                            f'the root block; got {output_stride}.')
         blocks_stride = output_stride // 4
-      # v2 leaves conv1 bare: the first unit's `preact` normalizes it.
-      bare = dict(activation=None, normalizer=None) if preactivation else {}
-      self.conv1 = conv2d_same(conv, 64, 7, 2, name='conv1', **bare)
+      # v2 leaves conv1 bare: the first unit's `preact` normalizes it. v1's
+      # conv1 starts the residual stream (an identity shortcut when thinned).
+      root = (dict(activation=None, normalizer=None) if preactivation else
+              dict(activation=layers.same_width(activation)))
+      self.conv1 = conv2d_same(conv, 64, 7, 2, name='conv1', **root)
     self.plans = plan_blocks(blocks, blocks_stride,
                              store_non_strided_activations)
     self.units = [
         [block.unit_fn(unit.depth, unit.depth_bottleneck, unit.stride, rate,
-                       conv=conv, batch_norm=batch_norm)
+                       conv=conv, batch_norm=batch_norm,
+                       activation=activation)
          for unit, rate in plan.units]
         for block, plan in zip(blocks, self.plans)]
-    # TF-Slim's postnorm (like preact) applies ReLU whatever `activation` is.
+    # TF-Slim's postnorm (like preact) applies ReLU whatever its arg scope's
+    # activation is; here it follows `activation` (ReLU by default).
     self.postnorm = batch_norm(name='postnorm') if preactivation else None
+    self.postnorm_activation = layers.get_activation(activation)
     self.logits = (conv(num_classes, 1, activation=None, normalizer=None,
                         name='logits') if num_classes else None)
 
@@ -389,7 +402,7 @@ class ResNet(Network):
       end_points[f'{scope}/{plan.scope}'] = net
       net = subsample(net, plan.subsample)
     if self.postnorm is not None:
-      net = tf.nn.relu(self.postnorm(net, training=training))
+      net = self.postnorm_activation(self.postnorm(net, training=training))
     if self.global_pool:
       net = end_points['global_pool'] = layers.global_avg_pool(net)
     if not self.num_classes:

@@ -21,20 +21,22 @@ Dense features for segmentation (stride 16 via atrous convolution):
 
 import functools
 
-import tensorflow as tf
-
+from slimkit.nets import layers
 from slimkit.nets import resnet_utils
+from slimkit.nets.network import forwards_options
 
 
 class BottleneckV1(resnet_utils.BottleneckUnit):
   """conv1 (1x1) -> conv2 (3x3, strided) -> conv3 (1x1), each with batch norm;
-  ReLU after conv1, conv2 and the sum with the shortcut."""
+  the activation (ReLU) after conv1, conv2 and the sum with the shortcut."""
 
   def __init__(self, depth, depth_bottleneck, stride, rate=1, *, conv,
-               batch_norm, name='bottleneck_v1'):
+               batch_norm, activation='relu', name='bottleneck_v1'):
     """See `resnet_utils.BottleneckUnit`."""
     super().__init__(depth, depth_bottleneck, stride, rate, conv=conv,
-                     batch_norm=batch_norm, name=name)
+                     batch_norm=batch_norm, activation=activation, name=name)
+    # The sum is the residual stream: its width is fixed.
+    self.output_activation = layers.same_width(activation)
     self.conv1 = conv(depth_bottleneck, 1, name='conv1')
     self.conv2 = resnet_utils.conv2d_same(conv, depth_bottleneck, 3, stride,
                                           rate=rate, name='conv2')
@@ -54,15 +56,17 @@ class BottleneckV1(resnet_utils.BottleneckUnit):
     net = end_points['conv1'] = self.conv1(inputs, training=training)
     net = end_points['conv2'] = self.conv2(net, training=training)
     net = end_points['conv3'] = self.conv3(net, training=training)
-    return tf.nn.relu(shortcut + net), end_points
+    return self.output_activation(shortcut + net), end_points
 
 
+@forwards_options(resnet_utils.ResNet, bound=('preactivation',))
 def resnet_v1(num_classes=None, *, blocks, scope='resnet_v1', **options):
   """Returns a ResNet v1 of `blocks`; options as `resnet_utils.ResNet`."""
   return resnet_utils.ResNet(num_classes, blocks=blocks, scope=scope,
                              preactivation=False, **options)
 
 
+@forwards_options(resnet_utils.ResNet, bound=('blocks', 'preactivation'))
 def _resnet_v1_depth(depth, num_classes=None, *, depth_multiplier=1.0,
                      min_base_depth=8, scope=None, **options):
   """ResNet-`depth` v1; options as `resnet_utils.ResNet`.

@@ -18,21 +18,23 @@ Typical use, classification of 224x224 images:
 
 import functools
 
-import tensorflow as tf
-
+from slimkit.nets import layers
 from slimkit.nets import resnet_utils
+from slimkit.nets.network import forwards_options
 
 
 class BottleneckV2(resnet_utils.BottleneckUnit):
-  """preact (batch norm + ReLU) -> conv1 (1x1) -> conv2 (3x3, strided) ->
-  conv3 (1x1, bare), added to the shortcut."""
+  """preact (batch norm + activation) -> conv1 (1x1) -> conv2 (3x3,
+  strided) -> conv3 (1x1, bare), added to the shortcut."""
 
   def __init__(self, depth, depth_bottleneck, stride, rate=1, *, conv,
-               batch_norm, name='bottleneck_v2'):
+               batch_norm, activation='relu', name='bottleneck_v2'):
     """See `resnet_utils.BottleneckUnit`."""
     super().__init__(depth, depth_bottleneck, stride, rate, conv=conv,
-                     batch_norm=batch_norm, name=name)
+                     batch_norm=batch_norm, activation=activation, name=name)
     self.preact = batch_norm(name='preact')
+    # Feeds only convs (conv1, a projection shortcut): it may widen.
+    self.preact_activation = layers.get_activation(activation)
     self.conv1 = conv(depth_bottleneck, 1, name='conv1')
     self.conv2 = resnet_utils.conv2d_same(conv, depth_bottleneck, 3, stride,
                                           rate=rate, name='conv2')
@@ -44,8 +46,9 @@ class BottleneckV2(resnet_utils.BottleneckUnit):
 
   def call(self, inputs, training=None):
     end_points = {}
-    # TF-Slim's preact applies ReLU whatever the convs' activation is.
-    preact = tf.nn.relu(self.preact(inputs, training=training))
+    # TF-Slim's preact applies ReLU whatever its arg scope's activation is;
+    # here the net's activation, ReLU by default.
+    preact = self.preact_activation(self.preact(inputs, training=training))
     if self.shortcut is None:
       # An identity shortcut takes the raw input, not the pre-activation.
       shortcut = resnet_utils.subsample(inputs, self.stride)
@@ -58,12 +61,14 @@ class BottleneckV2(resnet_utils.BottleneckUnit):
     return shortcut + net, end_points
 
 
+@forwards_options(resnet_utils.ResNet, bound=('preactivation',))
 def resnet_v2(num_classes=None, *, blocks, scope='resnet_v2', **options):
   """Returns a ResNet v2 of `blocks`; options as `resnet_utils.ResNet`."""
   return resnet_utils.ResNet(num_classes, blocks=blocks, scope=scope,
                              preactivation=True, **options)
 
 
+@forwards_options(resnet_utils.ResNet, bound=('blocks', 'preactivation'))
 def _resnet_v2_depth(depth, num_classes=None, *, depth_multiplier=1.0,
                      min_base_depth=8, scope=None, **options):
   """ResNet-`depth` v2; options as `resnet_utils.ResNet`.

@@ -24,7 +24,7 @@ import functools
 import tensorflow as tf
 
 from slimkit.nets import layers
-from slimkit.nets.network import Network
+from slimkit.nets.network import Network, forwards_options
 
 # Convs per block of each configuration; every config has the same depths.
 CONVS_PER_BLOCK = {
@@ -118,6 +118,7 @@ class VGG(Network):
     return net, end_points
 
 
+@forwards_options(VGG, bound=('scope', 'convs_per_block'))
 def _vgg(config, num_classes=1000, **options):
   """VGG configuration `config`; see `VGG.__init__` for the options."""
   return VGG(num_classes, scope=config,

@@ -72,6 +72,35 @@ def define_model_flags(image_size_flag):
                        'net\'s default image size.', lower_bound=1)
   flags.DEFINE_bool('use_grayscale', False,
                     'Convert the images to grayscale (1 channel).')
+  define_model_options_flag()
+
+
+def define_model_options_flag():
+  """Defines `--model_options`, keyword options of the net's builder."""
+  flags.DEFINE_string(
+      'model_options', '',
+      'Options of the net, key=value pairs separated by commas, e.g. '
+      'activation=elu,lrn=false; each value is parsed as the type of the '
+      'option\'s default (bool, int, float or string). Training, '
+      'evaluation and export must be given the same. `print_model.py '
+      '--model_name=X` lists the options of X and their defaults. Default: '
+      'none, TF-Slim\'s net.')
+
+
+def model_options(values):
+  """Parses `values.model_options` (e.g. FLAGS) for `values.model_name`.
+
+  A bad value stops the script (exit status 2) with a message naming it and
+  the valid options of the net, before anything is written.
+
+  Returns:
+    A dict of keyword arguments for `nets_factory.get_network_fn`.
+  """
+  try:
+    return nets_factory.parse_model_options(values.model_name,
+                                            values.model_options)
+  except ValueError as e:
+    fail(f'--model_options={values.model_options}: {e}')
 
 
 def define_dataset_flags(split_name='train'):

@@ -4,7 +4,9 @@ For each net: parameter and variable counts at the default size pinned to
 TF-Slim's (DESIGN.md's table), TF-Slim's end-point names and shapes, a
 forward pass and a finite gradient for every trainable variable at a small
 size, a `get_config`/`from_config` rebuild, pre-logits features with
-`num_classes=0`, and unique, scoped variable names. A tiny-data training run
+`num_classes=0`, unique, scoped variable names, and the `activation` option
+(ELU reaching every activated layer; crelu's wider inputs under the same
+names). A tiny-data training run
 per family checks that each architecture learns.
 
 Default-size builds only trace the net (`get_concrete_function`), so no big
@@ -313,6 +315,74 @@ def test_config_round_trip(name, small_build, request):
   rebuilt(_images(spec.small_size, spec.channels, batch=1), training=False)
   assert _signature(rebuilt) == _signature(net)
   assert rebuilt.get_config() == net.get_config()
+
+
+# The activation sweep's default run covers every family once (each of its
+# own activation code paths); the variants sharing a builder (depths, widths)
+# and the costliest builds (inception_v4; VGG with crelu, whose fc6 becomes
+# 7x7x1024x4096; inception_v3's ELU trace, the same layers as v1's) run with
+# the slow tests.
+_FAMILIES = ('lenet', 'cifarnet', 'alexnet_v2', 'inception_v1', 'inception_v2',
+             'inception_resnet_v2', 'mobilenet_v1_025', 'mobilenet_v2_035',
+             'resnet_v1_50', 'resnet_v2_50')
+_ELU_DEFAULT = _FAMILIES + ('vgg_a',)
+_CRELU_DEFAULT = _FAMILIES + ('inception_v3',)  # Split and the aux head
+
+
+def _skip_unless_slow(request, name, default):
+  if name not in default and 'not slow' in (
+      request.config.getoption('-m') or ''):
+    pytest.skip(f'{name} runs only when slow tests are selected')
+
+
+def _op_types(net, spec):
+  concrete = tf.function(net).get_concrete_function(
+      tf.TensorSpec([1, spec.small_size, spec.small_size, spec.channels],
+                    tf.float32))
+  return {op.type for op in concrete.graph.get_operations()}
+
+
+def test_activation_option_reaches_every_activated_layer(name, small_build,
+                                                         request):
+  # ELU is no net's default. No ReLU may be left hard-coded anywhere
+  # (residual sums, pre-activations, separable convs, ...), and an
+  # element-wise activation leaves every variable as it was.
+  _skip_unless_slow(request, name, _ELU_DEFAULT)
+  spec = SPECS[name]
+  net = nets_factory.get_network_fn(name, SMALL_CLASSES, activation='elu',
+                                    **spec.small_options)
+  ops = _op_types(net, spec)
+  assert 'Elu' in ops
+  assert not ops & {'Relu', 'Relu6'}, sorted(ops & {'Relu', 'Relu6'})
+  assert _signature(net) == _signature(small_build[0])
+
+
+def test_crelu_widens_inputs_and_keeps_variable_names(name, small_build,
+                                                      request):
+  _skip_unless_slow(request, name, _CRELU_DEFAULT)
+  spec = SPECS[name]
+  net = nets_factory.get_network_fn(name, SMALL_CLASSES, is_training=True,
+                                    activation='crelu', **spec.small_options)
+  with tf.GradientTape() as tape:
+    logits, end_points = net(_images(spec.small_size, spec.channels))
+    loss = _loss(logits, end_points, tf.constant([1, 7]))
+  grads = tape.gradient(loss, net.trainable_variables)
+  assert logits.shape == (SMALL_BATCH, SMALL_CLASSES)
+  assert np.isfinite(loss.numpy())
+  assert all(g is not None and bool(tf.reduce_all(tf.math.is_finite(g)))
+             for g in grads)
+  default = small_build[0]
+  assert [v.path for v in net.weights] == [v.path for v in default.weights]
+  # Kernels keep their spatial size; channel counts grow by 1, 2 or 4 (crelu
+  # after crelu, as MobileNet v2's expand and depthwise convs).
+  for mine, theirs in zip(net.weights, default.weights):
+    assert len(mine.shape) == len(theirs.shape), mine.path
+    if len(mine.shape) == 4:
+      assert mine.shape[:2] == theirs.shape[:2], mine.path
+    assert all(m in (t, 2 * t, 4 * t)
+               for m, t in zip(mine.shape, theirs.shape)), (
+                   mine.path, mine.shape, theirs.shape)
+  assert _size(net.trainable_weights) > _size(default.trainable_weights)
 
 
 def test_num_classes_zero_returns_features(name, request):
