@@ -15,7 +15,7 @@ import setuptools
 _SUBPACKAGES = ('nets', 'datasets', 'preprocessing', 'deployment')
 _SCRIPTS = ('train_image_classifier.py', 'eval_image_classifier.py',
             'download_and_convert_data.py', 'export_inference_graph.py',
-            'classify_image.py', 'print_model.py')
+            'classify_image.py', 'print_model.py', 'compare_methods.py')
 
 
 def _version():
@@ -35,7 +35,8 @@ setuptools.setup(
         'README.md') else '',
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
-    packages=['slimkit'] + [f'slimkit.{p}' for p in _SUBPACKAGES],
+    packages=(['slimkit', 'slimkit.study'] +
+              [f'slimkit.{p}' for p in _SUBPACKAGES]),
     package_dir={'slimkit': 'slimkit',
                  **{f'slimkit.{p}': p for p in _SUBPACKAGES}},
     package_data={'slimkit.datasets': ['data/*.npz', 'data/README.md']},
@@ -45,6 +46,8 @@ setuptools.setup(
         'numpy',
         'absl-py',
         'tensorboard',
+        # The plots of compare_methods.py's reports.
+        'matplotlib',
     ],
     extras_require={
         'test': [

@@ -102,6 +102,20 @@ def main(argv):
   if FLAGS.labels_offset >= split.num_classes:
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
+  validation_split = None
+  if FLAGS.eval_every_n_steps:
+    if synthetic.is_synthetic(split):
+      slim_flags.fail('--eval_every_n_steps evaluates records; '
+                      '--dataset_name=synthetic has none.')
+    validation_name = (FLAGS.validation_split_name or
+                       dataset_factory.default_validation_split(
+                           FLAGS.dataset_name, FLAGS.dataset_dir))
+    try:
+      validation_split = dataset_factory.get_split(
+          FLAGS.dataset_name, validation_name, FLAGS.dataset_dir)
+      validation_split.files()
+    except (FileNotFoundError, ValueError) as e:
+      slim_flags.fail(f'--validation_split_name={validation_name}: {e}')
   try:
     deployment = model_deploy.DeploymentConfig(
         num_clones=FLAGS.num_clones, clone_on_cpu=FLAGS.clone_on_cpu,
@@ -182,7 +196,7 @@ def main(argv):
   skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
                   if skipped is not None else {})
 
-  def dataset_fn(input_context, seed=None):
+  def dataset_fn(input_context, seed=None, records_consumed=0):
     per_replica_batch = input_context.get_per_replica_batch_size(
         FLAGS.batch_size * input_context.num_replicas_in_sync)
     if synthetic.is_synthetic(split):  # Model speed alone: no input work.
@@ -198,7 +212,17 @@ def main(argv):
         num_readers=FLAGS.num_readers,
         num_preprocessing_threads=FLAGS.num_preprocessing_threads,
         labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale,
-        seed=seed, input_context=input_context)
+        seed=seed, records_consumed=records_consumed,
+        input_context=input_context)
+
+  def validation_dataset_fn():
+    return input_pipeline.make_dataset(
+        validation_split, preprocessing_factory.get_preprocessing(
+            FLAGS.preprocessing_name or FLAGS.model_name, is_training=False,
+            use_grayscale=FLAGS.use_grayscale),
+        batch_size=FLAGS.batch_size, is_training=False, image_size=image_size,
+        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
 
   options = trainer.TrainOptions(
       train_dir=FLAGS.train_dir, batch_size=FLAGS.batch_size,
@@ -214,7 +238,8 @@ def main(argv):
           FLAGS.checkpoint_exclude_scopes),
       ignore_missing_vars=FLAGS.ignore_missing_vars,
       skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla,
-      random_seed=random_seed)
+      random_seed=random_seed, eval_every_n_steps=FLAGS.eval_every_n_steps,
+      validation_max_batches=FLAGS.validation_max_batches)
 
   if cluster.is_chief:  # The other workers leave train_dir alone.
     try:
@@ -228,7 +253,9 @@ def main(argv):
         strategy=strategy, network_fn=network_fn, dataset_fn=dataset_fn,
         optimizer_fn=lambda lr: optimization.build_optimizer(
             optimizer_name, lr, hparams),
-        learning_rate=learning_rate, options=options)
+        learning_rate=learning_rate, options=options,
+        validation_dataset_fn=(validation_dataset_fn if validation_split
+                               else None))
   except trainer.NonFiniteLossError as e:
     last_good = tf.train.latest_checkpoint(FLAGS.train_dir)
     slim_flags.fail(f'{e} The last good checkpoint is '

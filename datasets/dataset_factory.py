@@ -73,3 +73,21 @@ def get_split(name, split_name, dataset_dir, file_pattern=None):
   """
   module = DATASETS.get(name).load()
   return module.get_split(split_name, dataset_dir, file_pattern=file_pattern)
+
+
+def default_validation_split(name, dataset_dir):
+  """The split to validate on during training: 'validation', else 'test'.
+
+  Args:
+    name: A registered dataset.
+    dataset_dir: Its folder.
+
+  Returns:
+    'validation' when the dataset has such a split (flowers, imagenet),
+    otherwise 'test' (cifar10, mnist, digits).
+  """
+  try:
+    get_split(name, 'validation', dataset_dir)
+    return 'validation'
+  except ValueError:
+    return 'test'

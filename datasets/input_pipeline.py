@@ -39,6 +39,7 @@ import inspect
 import operator
 import re
 
+from absl import logging
 import tensorflow as tf
 
 from slimkit import seeds
@@ -436,7 +437,7 @@ def _png_pixels(encoded, head):
 
 
 def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
-                      deterministic, counter, shape):
+                      deterministic, counter, shape, start=0):
   """Maps `example_fn` over records, dropping (and counting) failures.
 
   Each record is mapped in its own one-element dataset whose errors are
@@ -455,7 +456,7 @@ def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
     return good.concatenate(
         tf.data.Dataset.from_tensors(placeholder)).take(1)
 
-  dataset = records.enumerate().interleave(
+  dataset = records.enumerate(start=start).interleave(
       one, cycle_length=num_parallel_calls or _AUTOTUNE,
       num_parallel_calls=num_parallel_calls or _AUTOTUNE,
       deterministic=deterministic)
@@ -525,7 +526,8 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                  num_readers=4, num_preprocessing_threads=4, labels_offset=0,
                  use_grayscale=False, input_context=None,
                  shuffle_buffer_size=None, seed=None, num_epochs=None,
-                 prefetch=True, skip_corrupt=False, skip_counter=None):
+                 prefetch=True, skip_corrupt=False, skip_counter=None,
+                 records_consumed=0):
   """Builds the batched input of one input pipeline.
 
   Args:
@@ -563,6 +565,14 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
       for each dropped record (and each file cut short), for the log.
     skip_corrupt: Drop records that fail to parse, decode or preprocess
       instead of failing.
+    records_consumed: Training with a seed, resumed: how many records of
+      this pipeline's stream the run consumed before it stopped. The stream
+      is replayed and those records are skipped before they are decoded, so
+      that the rest (order and augmentation) is exactly the stream of an
+      uninterrupted run; when that would read more than
+      `MAX_REPLAY_BYTES`, or with `skip_corrupt` (whose drops make the count
+      inexact), the pipeline reads the stream of a seed derived from `seed`
+      and `records_consumed` instead, logged, and reproducible too.
 
   Returns:
     A `tf.data.Dataset` of `(images float32 [batch, height, width, channels],
@@ -590,6 +600,10 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
   deterministic = (not is_training) or seed is not None
   if shuffle_buffer_size is None:
     shuffle_buffer_size = max(1000, 10 * batch_size)
+  replay = 0
+  if is_training and seed is not None and records_consumed:
+    seed, replay = _resume_plan(split, files, seed, records_consumed,
+                                skip_corrupt)
   element_seed = None
   if is_training and seed is not None:
     pipeline = input_context.input_pipeline_id if input_context else 0
@@ -600,7 +614,7 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                      shuffle_buffer_size=shuffle_buffer_size,
                      deterministic=deterministic,
                      read=(_skipping_reader(files, skip_counter)
-                           if skip_corrupt else None))
+                           if skip_corrupt else None)).skip(replay)
   image_fn = _image_fn(split, preprocess_fn, height=height, width=width,
                        use_grayscale=use_grayscale)
   if skip_corrupt:
@@ -610,12 +624,13 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                              element_seed=element_seed), files,
         num_parallel_calls=num_preprocessing_threads,
         deterministic=deterministic, counter=skip_counter,
-        shape=[height, width, output_channels(split, use_grayscale)])
+        shape=[height, width, output_channels(split, use_grayscale)],
+        start=replay)
   else:
     checked = _checked_groups(
         records, split, files, labels_offset=labels_offset,
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
-    dataset = checked.enumerate().map(
+    dataset = checked.enumerate(start=replay).map(
         lambda index, record: (
             image_fn(record['encoded'], _record_boxes(record),
                      element_seed(index) if element_seed else None),
@@ -632,6 +647,30 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
         tf.data.experimental.AutoShardPolicy.OFF)
     dataset = dataset.with_options(options)
   return dataset
+
+
+# Replaying more than this to resume a stream exactly costs more than it is
+# worth (minutes of reading); a resumed run then reads a new stream instead.
+MAX_REPLAY_BYTES = 16 << 30
+
+
+def _resume_plan(split, files, seed, records_consumed, skip_corrupt):
+  """(seed, records to replay) of a training stream resumed after
+  `records_consumed` records; see `make_dataset`."""
+  size = sum(tf.io.gfile.stat(f).length for f in files)
+  replay_bytes = records_consumed * size / max(split.num_samples or 1, 1)
+  if not skip_corrupt and replay_bytes <= MAX_REPLAY_BYTES:
+    logging.info('Resuming the input stream after %d records (reading '
+                 'through them again, about %.1f GB, without decoding).',
+                 records_consumed, replay_bytes / 1e9)
+    return seed, records_consumed
+  why = ('--skip_corrupt_records drops an unknown number of them'
+         if skip_corrupt else
+         f'replaying them would read about {replay_bytes / 1e9:.0f} GB')
+  logging.info('Resuming after %d records with a new input stream (%s); '
+               'it is the same whenever the run resumes at this step.',
+               records_consumed, why)
+  return seeds.derive(seed, records_consumed), 0
 
 
 def _as_files_and_split(split_or_files, channels):

@@ -120,10 +120,44 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     raise UnreadableCheckpointError(
         f'Checkpoint {checkpoint} cannot be read: {type(e).__name__}: '
         f'{message.splitlines()[0] if message else ""}') from None
-  step_fn = _cached_metric_step(net)
   skipped_before = (int(options.skipped_records.numpy())
                     if options.skipped_records is not None else 0)
+  metrics = evaluate_net(net, dataset)
+  metrics.update(global_step=step, checkpoint=checkpoint)
+  if options.skipped_records is not None:
+    metrics['skipped_records'] = (int(options.skipped_records.numpy()) -
+                                  skipped_before)
+    logging.info('Skipped %d corrupt record(s) (--skip_corrupt_records).',
+                 metrics['skipped_records'])
+  logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
+               '%.4f, Recall_5 = %.4f, loss = %.4f', checkpoint, step,
+               metrics['num_examples'], metrics['Accuracy'],
+               metrics['Recall_5'], metrics['loss'])
+  if options.eval_dir:
+    writer = tf.summary.create_file_writer(options.eval_dir)
+    write_summaries(writer, metrics, step)
+    writer.close()
+  return metrics
 
+
+def evaluate_net(net, dataset):
+  """Accuracy, Recall_5 and mean loss of `net` over one pass of `dataset`.
+
+  The net runs in inference mode (batch norm's moving statistics, no
+  dropout), on the variables as they are: a checkpoint's after
+  `restore_for_eval`, or the live ones during training.
+
+  Args:
+    net: A built `Network`.
+    dataset: A `tf.data.Dataset` of `(images, labels)` batches.
+
+  Returns:
+    A dict with `Accuracy`, `Recall_5`, `loss` and `num_examples`.
+
+  Raises:
+    ValueError: when the data has no example or labels exceed the logits.
+  """
+  step_fn = _cached_metric_step(net)
   correct = in_top5 = 0
   loss_sum = 0.0
   count = 0
@@ -135,31 +169,18 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     count += int(n)
   if count == 0:
     raise ValueError('The evaluation data has no example.')
-  metrics = {
-      'Accuracy': correct / count,
-      'Recall_5': in_top5 / count,
-      'loss': loss_sum / count,
-      'num_examples': count,
-      'global_step': step,
-      'checkpoint': checkpoint,
-  }
-  if options.skipped_records is not None:
-    metrics['skipped_records'] = (int(options.skipped_records.numpy()) -
-                                  skipped_before)
-    logging.info('Skipped %d corrupt record(s) (--skip_corrupt_records).',
-                 metrics['skipped_records'])
-  logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
-               '%.4f, Recall_5 = %.4f, loss = %.4f', checkpoint, step, count,
-               metrics['Accuracy'], metrics['Recall_5'], metrics['loss'])
-  if options.eval_dir:
-    writer = tf.summary.create_file_writer(options.eval_dir)
-    with writer.as_default(step=step):
-      for name in ('Accuracy', 'Recall_5', 'loss'):
-        tf.summary.scalar(f'eval/{name}', metrics[name])
-      if 'skipped_records' in metrics:
-        tf.summary.scalar('eval/skipped_records', metrics['skipped_records'])
-    writer.close()
-  return metrics
+  return {'Accuracy': correct / count, 'Recall_5': in_top5 / count,
+          'loss': loss_sum / count, 'num_examples': count}
+
+
+def write_summaries(writer, metrics, step):
+  """Writes `eval/Accuracy`, `eval/Recall_5` and `eval/loss` at `step`."""
+  with writer.as_default(step=step):
+    for name in ('Accuracy', 'Recall_5', 'loss'):
+      tf.summary.scalar(f'eval/{name}', metrics[name])
+    if 'skipped_records' in metrics:
+      tf.summary.scalar('eval/skipped_records', metrics['skipped_records'])
+  writer.flush()
 
 
 # One traced metric step per net: watch mode evaluates every checkpoint with

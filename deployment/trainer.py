@@ -45,7 +45,6 @@ a checkpoint can be read by name; `ema/` the same names to their averages;
 
 import dataclasses
 import datetime
-import functools
 import os
 import re
 import shutil
@@ -60,6 +59,7 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.deployment import checkpoints
+from slimkit.deployment import evaluator
 from slimkit.deployment import loss_watch
 from slimkit.deployment import precision as precision_lib
 
@@ -218,10 +218,17 @@ class TrainOptions:
     random_seed: With a seed (see `slimkit.seeds`, which the caller must
       have applied with `seeds.seed_everything` before building anything),
       the run is reproducible: dropout is keyed on the seed, the global step
-      and the replica, and `dataset_fn` is called with `seed=` derived from
-      the seed and the step the run starts at (so a resumed run reads a new,
-      reproducible stream instead of replaying the first one). None: TF's
-      stateful random ops, as without a seed.
+      and the replica, and `dataset_fn` is called with `seed=` (the seed)
+      and `records_consumed=` (the records of its stream that the steps
+      before a resume consumed), so that a resumed run can continue its
+      input where it stopped. None: TF's stateful random ops.
+    eval_every_n_steps: Validation during training: every this many global
+      steps, and at the last step, the current weights are evaluated (in
+      inference mode) on `train`'s `validation_dataset_fn` and
+      `eval/Accuracy`, `eval/Recall_5` and `eval/loss` are written to
+      `train_dir/validation` at that step. None: no validation. It does not
+      change training: it draws no random numbers and moves no statistic.
+    validation_max_batches: Evaluate at most this many batches (None: all).
   """
   train_dir: str
   batch_size: int
@@ -241,14 +248,27 @@ class TrainOptions:
   precision: str = 'float32'
   xla: bool = False
   random_seed: Optional[int] = None
+  eval_every_n_steps: Optional[int] = None
+  validation_max_batches: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
-  """What a training run ended with."""
+  """What a training run ended with.
+
+  Attributes:
+    global_step: The global step reached.
+    loss: The last logged total loss (None without a step).
+    checkpoint: The last checkpoint written.
+    validation: `(step, metrics)` of each validation of this process.
+  """
   global_step: int
   loss: Optional[float]
   checkpoint: Optional[str]
+  validation: tuple = ()
+
+# Where validation during training writes its summaries, in train_dir.
+VALIDATION_DIR = 'validation'
 
 
 def classification_loss(logits, labels, end_points=None, label_smoothing=0.0):
@@ -368,7 +388,7 @@ def _all_finite(tensors):
 
 
 def train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
-          options):
+          options, validation_dataset_fn=None):
   """Trains until `max_number_of_steps` or until interrupted.
 
   Args:
@@ -377,19 +397,26 @@ def train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
     dataset_fn: `(tf.distribute.InputContext) -> tf.data.Dataset` of
       `(images, labels)` batches of `options.batch_size` (one per clone);
       with `options.random_seed` it is also passed `seed=` (an int) for its
-      shuffles and augmentation.
+      shuffles and augmentation and `records_consumed=` (see TrainOptions).
     optimizer_fn: `(learning_rate) -> keras optimizer`.
     learning_rate: A float or a schedule of the global step.
     options: `TrainOptions`.
+    validation_dataset_fn: `() -> tf.data.Dataset` of one ordered pass of
+      `(images, labels)` with the eval preprocessing, for
+      `options.eval_every_n_steps`.
 
   Returns:
     A `TrainResult`.
 
   Raises:
     NonFiniteLossError: when the loss or a gradient became NaN or infinite.
+    ValueError: for `eval_every_n_steps` without a validation dataset.
   """
+  if options.eval_every_n_steps and validation_dataset_fn is None:
+    raise ValueError('eval_every_n_steps needs a validation_dataset_fn.')
   kwargs = dict(strategy=strategy, network_fn=network_fn, dataset_fn=dataset_fn,
-                optimizer_fn=optimizer_fn, learning_rate=learning_rate)
+                optimizer_fn=optimizer_fn, learning_rate=learning_rate,
+                validation_dataset_fn=validation_dataset_fn)
   if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
     return _train_with_coordinator(options=options, **kwargs)
   if strategy.extended.should_checkpoint:
@@ -407,7 +434,7 @@ def train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
 
 
 def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
-                      learning_rate, options):
+                      learning_rate, options, validation_dataset_fn):
   """`train` on one worker or several in sync (all but parameter servers)."""
   train_dir = options.train_dir
   os.makedirs(train_dir, exist_ok=True)
@@ -415,7 +442,7 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   global_batch = options.batch_size * num_clones
 
   # The input's shapes tell the net its image size before the first step.
-  image_spec = _seeded(dataset_fn, options.random_seed)(
+  image_spec = _seeded(dataset_fn, options.random_seed, options.batch_size)(
       tf.distribute.InputContext()).element_spec[0]
   with strategy.scope():
     # Layers take the policy when built; variables stay float32 under it.
@@ -590,10 +617,12 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   train_step = make_step(with_summaries=False)
   agree = _agreement(strategy, every=options.log_every_n_steps)
   summary_step = make_step(with_summaries=True)
-  # tf.data's position is not in the checkpoint: a run resumed at step N
-  # reads the stream of (seed, N), the same whenever it resumes there.
+  # tf.data's position is not in the checkpoint (TF cannot save a
+  # distributed iterator): a resumed run's input replays the stream up to
+  # where the run stopped (see input_pipeline.make_dataset).
   dataset = strategy.distribute_datasets_from_function(_seeded(
-      dataset_fn, options.random_seed, int(global_step.numpy())))
+      dataset_fn, options.random_seed, options.batch_size,
+      int(global_step.numpy())))
   iterator = iter(dataset)
 
   def check_finite():
@@ -647,6 +676,8 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   saved_steps = {step} if last_checkpoint else set()
   watch = loss_watch.LossWatch(
       net.num_classes or 1, aux_weight=AUX_LOSS_WEIGHT if has_aux else 0.0)
+  validator = _Validator(net, validation_dataset_fn, options,
+                         strategy.extended.should_save_summary)
   stop = _StopOnSignal()
   try:
     stop.__enter__()
@@ -694,9 +725,14 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
                      images_per_sec, left, skipped)
         with writer.as_default(step=step):
           tf.summary.scalar('images_per_sec', images_per_sec)
+          if not summarize:  # a summary step wrote it already
+            tf.summary.scalar('total_loss', loss_value)
           if skipped:
             tf.summary.scalar('input/skipped_records', skipped_count)
         last_log_time, last_log_step = now, step
+      if validator.due(step):
+        # Its time is not training's: the next log line leaves it out.
+        last_log_time += validator.run(step)
       if agree(step, time.time() - last_save >= options.save_interval_secs):
         last_checkpoint = save(step)
         last_save = time.time()
@@ -708,22 +744,83 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
   check_finite()
   if step not in saved_steps:
     last_checkpoint = save(step)
+  if not stop.requested and validator.enabled and step not in validator.done:
+    validator.run(step)  # the last step (also of a run resumed there)
   if stop.requested:
     logging.warning('Stopped by %s at global step %d; checkpoint %s.',
                     stop.requested, step, last_checkpoint)
   writer.close()
+  validator.close()
   if loss_value is None and step != start_step:
     loss_value = float(loss.numpy())
   return TrainResult(global_step=step, loss=loss_value,
-                     checkpoint=last_checkpoint)
+                     checkpoint=last_checkpoint,
+                     validation=tuple(validator.results))
 
 
-def _seeded(dataset_fn, random_seed, *values):
-  """`dataset_fn` with `seed=` derived from the run's seed and `values`."""
+class _Validator:
+  """Validation during training (`TrainOptions.eval_every_n_steps`).
+
+  Every worker evaluates the whole split on its own copy of the weights (no
+  collective: a long evaluation cannot time the others out); only the one
+  that writes summaries writes them, to `train_dir/validation`.
+  """
+
+  def __init__(self, net, dataset_fn, options, writes):
+    self.net = net
+    self.dataset_fn = dataset_fn
+    self.every = options.eval_every_n_steps
+    self.max_batches = options.validation_max_batches
+    self.enabled = bool(self.every)
+    self.results = []
+    self.done = set()
+    self._writer = None
+    if self.enabled and writes:
+      self._writer = tf.summary.create_file_writer(
+          os.path.join(options.train_dir, VALIDATION_DIR))
+
+  def due(self, step):
+    return self.enabled and step % self.every == 0
+
+  def run(self, step):
+    """Evaluates at `step`, logs and writes; returns the seconds it took."""
+    start = time.time()
+    dataset = self.dataset_fn()
+    if self.max_batches:
+      dataset = dataset.take(self.max_batches)
+    metrics = evaluator.evaluate_net(self.net, dataset)
+    if self._writer is not None:
+      evaluator.write_summaries(self._writer, metrics, step)
+    seconds = time.time() - start
+    logging.info('Validation at global step %d: %s (%d examples, %.1f s)',
+                 step, evaluator.format_metrics(metrics),
+                 metrics['num_examples'], seconds)
+    self.results.append((step, metrics))
+    self.done.add(step)
+    return seconds
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+
+
+def _seeded(dataset_fn, random_seed, batch_size, start_step=0):
+  """`dataset_fn` given the run's seed and the records already consumed.
+
+  Each step takes one batch per replica from its worker's input pipeline,
+  so a run resumed at `start_step` has consumed `start_step * batch_size *
+  replicas per pipeline` records of each pipeline's stream.
+  """
   if random_seed is None:
     return dataset_fn
-  return functools.partial(dataset_fn,
-                           seed=seeds.derive(random_seed, *values))
+
+  def seeded_fn(input_context):
+    per_pipeline = (input_context.num_replicas_in_sync //
+                    input_context.num_input_pipelines)
+    return dataset_fn(input_context, seed=random_seed,
+                      records_consumed=start_step * batch_size * per_pipeline)
+
+  return seeded_fn
 
 
 def _num_workers(strategy):
@@ -791,7 +888,7 @@ def _agreement(strategy, every):
 
 
 def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
-                            learning_rate, options):
+                            learning_rate, options, validation_dataset_fn):
   """`train` with parameter servers: this process coordinates the workers.
 
   Asynchronous, as TF-Slim without `--sync_replicas`: each worker reads its
@@ -800,6 +897,8 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
   are scheduled in groups of `log_every_n_steps`; between groups this process
   logs, checks for non-finite losses and writes checkpoints and loss
   summaries to `train_dir`. The global step counts the applied steps.
+  Validation runs here, between groups, once a multiple of
+  `eval_every_n_steps` has passed.
   """
   train_dir = options.train_dir
   os.makedirs(train_dir, exist_ok=True)
@@ -878,6 +977,7 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
   last_time = time.time()
   loss_value = None
   last_checkpoint = manager.latest_checkpoint
+  validator = _Validator(net, validation_dataset_fn, options, True)
 
   def save():
     path = manager.save(checkpoint_number=step)
@@ -911,16 +1011,24 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
       with writer.as_default(step=step):
         tf.summary.scalar('total_loss', loss_value)
         tf.summary.scalar('learning_rate', optimizer.learning_rate)
+      if validator.enabled and step // validator.every > (
+          step - count) // validator.every:
+        last_time += validator.run(step)
       if now - last_save >= options.save_interval_secs:
         last_checkpoint = save()
         last_save = time.time()
   except KeyboardInterrupt:
     coordinator.join()
     logging.warning('Interrupted at global step %d; saving a checkpoint.', step)
+  else:
+    if validator.enabled and step not in validator.done:
+      validator.run(step)
   finally:
     writer.flush()
   if step != start_step or last_checkpoint is None:
     last_checkpoint = save()
   writer.close()
+  validator.close()
   return TrainResult(global_step=step, loss=loss_value,
-                     checkpoint=last_checkpoint)
+                     checkpoint=last_checkpoint,
+                     validation=tuple(validator.results))

@@ -362,9 +362,27 @@ def define_performance_flags():
                        'other datasets know their own.', lower_bound=1)
 
 
+def define_validation_flags():
+  """Defines validation during training (`--eval_every_n_steps`)."""
+  flags.DEFINE_integer(
+      'eval_every_n_steps', None,
+      'Every this many global steps, and at the last step, evaluate the '
+      'current weights (eval preprocessing, batch norm in inference mode) on '
+      '--validation_split_name and write eval/Accuracy, eval/Recall_5 and '
+      'eval/loss to <train_dir>/validation. It does not change training. '
+      'Default: no validation.', lower_bound=1)
+  flags.DEFINE_string('validation_split_name', None,
+                      'The split --eval_every_n_steps evaluates; default: the '
+                      'dataset\'s validation split, else its test split.')
+  flags.DEFINE_integer('validation_max_batches', None,
+                       'Evaluate at most this many batches of --batch_size '
+                       'images; default: the whole split.', lower_bound=1)
+
+
 def define_train_flags():
   """Defines every flag of `train_image_classifier.py`."""
   define_training_flags()
+  define_validation_flags()
   define_deployment_flags()
   define_input_flags(batch_size=32)
   define_optimizer_flags()
@@ -389,6 +407,42 @@ def _check_schedule_length(values):
         '--end_learning_rate at the last step: it needs '
         '--max_number_of_steps, which is not set.')
   return True
+
+
+# The flags of compare_methods.py beside the training flags it passes on.
+STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only')
+
+
+def define_study_flags():
+  """Defines the flags of `compare_methods.py` (besides the training ones)."""
+  flags.DEFINE_string('study_dir', None,
+                      'The study\'s folder: runs/<name>/ (one training run '
+                      'each), results.csv, report.md, plots/.')
+  flags.DEFINE_multi_string(
+      'vary', [],
+      'NAME=V1,V2,...: a training flag (optimizer=momentum,adam) or a model '
+      'option of the net (activation=relu,elu; see print_model.py) and its '
+      'values. Repeat for more axes: the grid is their product.')
+  flags.DEFINE_string('seeds', '0',
+                      'Comma-separated seeds; every configuration runs once '
+                      'per seed (--random_seed).')
+  flags.DEFINE_integer('parallel', None,
+                       'Runs at a time. Default: one per GPU (per '
+                       '--num_clones GPUs) on a machine with GPUs, else 1.',
+                       lower_bound=1)
+  flags.DEFINE_bool('report_only', False,
+                    'Rebuild results.csv, report.md and the plots from the '
+                    'run folders in --study_dir without training.')
+  flags.mark_flag_as_required('study_dir')
+
+
+def training_flags(values):
+  """`{name: flag}` of the training flags in `values` (e.g. FLAGS).
+
+  That is the flags of this module, without compare_methods.py's own.
+  """
+  return {f.name: f for f in values.get_flags_for_module(__name__)
+          if f.name not in STUDY_FLAGS}
 
 
 def define_eval_flags():

@@ -232,7 +232,12 @@ _WORKER = textwrap.dedent(r'''
                                      max_number_of_steps=steps,
                                      save_interval_secs=0,
                                      log_every_n_steps=1,
-                                     save_summaries_secs=10 ** 6))
+                                     save_summaries_secs=10 ** 6,
+                                     eval_every_n_steps=2),
+        # Validation during training on every worker (the chief writes).
+        validation_dataset_fn=lambda: input_pipeline.make_dataset(
+            split, preprocess, batch_size=batch, is_training=False,
+            image_size=32))
     assert result.global_step == steps, result
     for v in nets[-1].weights:
       weights[f'{steps}:{v.path}'] = v.numpy()
@@ -287,8 +292,20 @@ def test_two_workers_train_in_sync_as_one_process_of_twice_the_batch(
       str(tmp_path / 'train0' / 'model.ckpt-*.index'))) == [
           'model.ckpt-1.index', 'model.ckpt-2.index', 'model.ckpt-3.index']
   assert not (tmp_path / 'train1').exists()
+  # The chief validated at steps 2 (even) and 3 (the last of its second run).
+  assert _validated_steps(tmp_path / 'train0') == [2, 3]
   # Its temporary checkpoints are removed when it finishes.
   assert not glob.glob(str(tmp_path / 'slimkit-worker-*'))
+
+
+def _validated_steps(train_dir):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  steps = []
+  for path in sorted(glob.glob(str(train_dir / 'validation' / 'events.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      if any(v.tag == 'eval/Accuracy' for v in event.summary.value):
+        steps.append(event.step)
+  return steps
 
 
 def _checkpoint(prefix):
@@ -329,7 +346,9 @@ def test_parameter_servers_train_asynchronously_and_the_loss_falls(
     procs.start('chief', _script_args(
         tmp_path / 'train', cifar_dir, '--job_name=chief', *hosts,
         '--num_ps_tasks=1', '--worker_replicas=2', '--learning_rate=0.05',
-        '--max_number_of_steps=40', '--log_every_n_steps=2'), _env())
+        '--max_number_of_steps=40', '--log_every_n_steps=2',
+        '--eval_every_n_steps=15', '--validation_split_name=train',
+        '--validation_max_batches=2'), _env())
     assert procs.wait('chief') == 0, procs.log('chief')[-3000:]
     for name in ('ps0', 'worker0', 'worker1'):
       assert procs.procs[name][0].poll() is None, procs.log(name)[-2000:]
@@ -338,6 +357,8 @@ def test_parameter_servers_train_asynchronously_and_the_loss_falls(
   assert len(losses) == 20, log[-3000:]
   assert np.mean(losses[-4:]) < np.mean(losses[:4]), losses
   assert os.path.exists(tmp_path / 'train' / 'model.ckpt-40.index')
+  # The coordinator validates once a multiple has passed, and at the end.
+  assert _validated_steps(tmp_path / 'train') == [16, 30, 40]
 
 
 def test_a_lost_worker_stops_the_other_with_an_error_naming_it(

@@ -72,15 +72,16 @@ def _train(train_dir, steps, random_seed, split=None):
   keras.utils.set_random_seed(random_seed)
   if split is None:  # synthetic: one fixed batch of the run's seed
     split = dataset_factory.get_split('synthetic', 'train', None)
-    dataset_fn = lambda ctx, seed=None: split.make_dataset(
+    dataset_fn = lambda ctx, seed, records_consumed: split.make_dataset(
         batch_size=4, image_size=28, channels=1, seed=random_seed,
         input_context=ctx)
   else:
     preprocess = preprocessing_factory.get_preprocessing('inception', True)
-    dataset_fn = lambda ctx, seed=None: input_pipeline.make_dataset(
-        split, preprocess, batch_size=4, is_training=True, image_size=28,
-        num_readers=2, num_preprocessing_threads=3, input_context=ctx,
-        seed=seed)
+    dataset_fn = lambda ctx, seed, records_consumed: (
+        input_pipeline.make_dataset(
+            split, preprocess, batch_size=4, is_training=True, image_size=28,
+            num_readers=2, num_preprocessing_threads=3, input_context=ctx,
+            seed=seed, records_consumed=records_consumed))
   return trainer.train(
       strategy=model_deploy.DeploymentConfig().strategy(),
       network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
@@ -139,12 +140,55 @@ def test_a_drawn_seed_is_logged_and_the_flagfile_repeats_the_run(digits,
   _assert_identical(first, _checkpoints(tmp_path / 'b'))
 
 
-def test_two_clones_give_bit_identical_checkpoints_for_the_same_seed(
+def _scalars(directory, tag):
+  """{step: value} of `tag` in the event files of `directory`."""
+  values = {}
+  for path in glob.glob(os.path.join(directory, 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == tag:
+          values[event.step] = float(tf.make_ndarray(value.tensor))
+  return values
+
+
+def test_two_clones_are_reproducible_and_validation_changes_nothing(
     digits, tmp_path):
-  for run in ('a', 'b'):
-    _train_script(digits, tmp_path / run, '--random_seed=7', '--num_clones=2',
-                  '--clone_on_cpu', '--batch_size=4')
+  # The same seed twice on two clones, once with validation during training
+  # (every 3 steps and at the last): bit-identical checkpoints.
+  clones = ['--random_seed=7', '--num_clones=2', '--clone_on_cpu',
+            '--batch_size=4', '--max_number_of_steps=7']
+  result = _train_script(digits, tmp_path / 'a', *clones,
+                         '--eval_every_n_steps=3')
+  _train_script(digits, tmp_path / 'b', *clones)
   _assert_identical(_checkpoints(tmp_path / 'a'), _checkpoints(tmp_path / 'b'))
+  validation = str(tmp_path / 'a' / 'validation')
+  accuracy = _scalars(validation, 'eval/Accuracy')
+  assert sorted(accuracy) == [3, 6, 7]
+  assert 'Validation at global step 7: eval/Accuracy[' in result.stderr
+  # The last validation is what the evaluation script gives for the final
+  # checkpoint on the same split (digits has no validation split: test).
+  _script('eval_image_classifier.py', f'--checkpoint_path={tmp_path / "a"}',
+          f'--eval_dir={tmp_path / "eval"}', '--dataset_name=digits',
+          f'--dataset_dir={digits}', '--model_name=lenet',
+          '--preprocessing_name=inception', '--eval_image_size=28')
+  for tag in ('eval/Accuracy', 'eval/Recall_5', 'eval/loss'):
+    expected = _scalars(str(tmp_path / 'eval'), tag)[7]
+    assert abs(_scalars(validation, tag)[7] - expected) < 1e-6, tag
+
+
+def test_a_bad_validation_split_is_refused_before_anything_is_written(
+    digits, tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'train_image_classifier.py'),
+       f'--train_dir={tmp_path / "t"}', '--dataset_name=digits',
+       f'--dataset_dir={digits}', '--model_name=lenet',
+       '--eval_every_n_steps=5', '--validation_split_name=validaton'],
+      capture_output=True, text=True, env=env, timeout=300, check=False)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert '--validation_split_name=validaton' in result.stderr
+  assert 'Valid splits: test, train' in result.stderr
+  assert not (tmp_path / 't').exists()
 
 
 def test_the_same_seed_gives_the_same_weights_another_seed_others(digits,
@@ -157,28 +201,43 @@ def test_the_same_seed_gives_the_same_weights_another_seed_others(digits,
   assert _weights_differ(first, _checkpoints(tmp_path / 'c'))
 
 
-def test_a_resumed_run_continues_the_dropout_stream_exactly(tmp_path):
-  # Synthetic input (one fixed batch, a function of the seed alone) leaves
-  # dropout as the only draw of each step: stopped and resumed at step 2,
-  # the run must end where the uninterrupted one does.
-  _train(tmp_path / 'whole', 4, 3)
-  _train(tmp_path / 'resumed', 2, 3)
-  _train(tmp_path / 'resumed', 4, 3)
+@pytest.mark.parametrize('records', [False, True])
+def test_a_resumed_run_ends_where_the_uninterrupted_one_does(
+    digits, tmp_path, records):
+  # Stopped and resumed at step 2, the run must continue every stream:
+  # dropout (keyed on the step), the optimizer's state, and the input
+  # (replayed up to where it stopped; synthetic input is one fixed batch).
+  split = (dataset_factory.get_split('digits', 'train', digits) if records
+           else None)
+  _train(tmp_path / 'whole', 4, 3, split)
+  _train(tmp_path / 'resumed', 2, 3, split)
+  _train(tmp_path / 'resumed', 4, 3, split)
   whole, resumed = _checkpoints(tmp_path / 'whole'), _checkpoints(
       tmp_path / 'resumed')
   assert sorted(resumed) == [1, 2, 3, 4]
   _assert_identical({4: whole[4]}, {4: resumed[4]})
 
 
-def test_a_run_resumed_at_the_same_step_is_reproducible(digits, tmp_path):
-  # Records: tf.data's position is not checkpointed, so the input after a
-  # resume is the stream of (seed, step), the same every time.
+def test_a_stream_too_long_to_replay_resumes_as_a_new_reproducible_one(
+    digits, monkeypatch):
   split = dataset_factory.get_split('digits', 'train', digits)
-  _train(tmp_path / 'a', 2, 5, split)
-  shutil.copytree(tmp_path / 'a', tmp_path / 'b')
-  for run in ('a', 'b'):
-    _train(tmp_path / run, 4, 5, split)
-  _assert_identical(_checkpoints(tmp_path / 'a'), _checkpoints(tmp_path / 'b'))
+  preprocess = preprocessing_factory.get_preprocessing('inception', True)
+
+  def first_batch(consumed):
+    dataset = input_pipeline.make_dataset(
+        split, preprocess, batch_size=8, is_training=True, image_size=24,
+        seed=4, records_consumed=consumed)
+    return next(iter(dataset))[0].numpy()
+
+  stream = input_pipeline.make_dataset(
+      split, preprocess, batch_size=8, is_training=True, image_size=24,
+      seed=4)
+  third = [b for b, _ in stream.take(3)][2].numpy()
+  np.testing.assert_array_equal(first_batch(16), third)  # replayed
+  monkeypatch.setattr(input_pipeline, 'MAX_REPLAY_BYTES', 0)
+  fresh = first_batch(16)
+  assert not np.array_equal(fresh, third)
+  np.testing.assert_array_equal(first_batch(16), fresh)
 
 
 def test_evaluation_is_deterministic(digits, tmp_path):

@@ -1,0 +1,137 @@
+r"""Compares training methods: one command trains a grid and reports on it.
+
+Every flag of train_image_classifier.py is the base of every run; `--vary`
+names a training flag or a model option and its values (the grid is the
+product of all `--vary`), `--seeds` repeats each configuration:
+
+  python compare_methods.py --study_dir=/tmp/study \
+      --dataset_name=digits --dataset_dir=/tmp/digits --model_name=lenet \
+      --max_number_of_steps=300 --eval_every_n_steps=50 \
+      --vary=optimizer=momentum,adam --vary=opt_epsilon=1.0,1e-8 \
+      --seeds=0,1
+
+  # A ready study (studies/*.flags), on your data:
+  python compare_methods.py --flagfile=studies/optimizers.flags \
+      --dataset_dir=/tmp/cifar10 --study_dir=/tmp/optimizers
+
+Each run is an ordinary training run in `study_dir/runs/<name>/` (its
+flags.txt, checkpoints, TensorBoard summaries, validation in
+`validation/`). Rerunning the same command skips finished runs and resumes
+interrupted ones; a failed run is reported and does not stop the others. The
+study writes `results.csv`, `report.md` and `plots/` after each run and at
+the end, and HParams summaries for `tensorboard --logdir study_dir`;
+`--report_only` rebuilds them from the run folders (also ones trained
+elsewhere). See docs/studies.md.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import logging
+import tensorflow as tf
+
+from slimkit import flags as slim_flags
+from slimkit.nets import nets_factory
+from slimkit.study import grid
+from slimkit.study import report
+from slimkit.study import results as results_lib
+from slimkit.study import runner
+
+FLAGS = slim_flags.FLAGS
+slim_flags.define_train_flags()
+slim_flags.define_study_flags()
+
+_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       'train_image_classifier.py')
+
+
+def _value_text(flag):
+  if isinstance(flag.value, bool):  # absl writes these as --name / --noname
+    return 'true' if flag.value else 'false'
+  return flag.serialize()[len(f'--{flag.name}='):]
+
+
+def _base_flags(training):
+  """The training flags given (on the command line or in a flagfile)."""
+  return {name: _value_text(flag) for name, flag in sorted(training.items())
+          if flag.present and name not in grid.MANAGED_FLAGS}
+
+
+def main(argv):
+  if len(argv) > 1:
+    slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  training = slim_flags.training_flags(FLAGS)
+  try:
+    axes = grid.check_axes([grid.parse_vary(v) for v in FLAGS.vary],
+                           flag_values=training, model_name=FLAGS.model_name)
+    seeds = grid.parse_seeds(FLAGS.seeds)
+  except grid.GridError as e:
+    slim_flags.fail(str(e))
+  if not FLAGS.max_number_of_steps:
+    slim_flags.fail('A study needs --max_number_of_steps: every run must end '
+                    'for the runs to be compared.')
+  if FLAGS.dataset_name == 'synthetic':
+    slim_flags.fail('A study compares validation accuracy; '
+                    '--dataset_name=synthetic has no records to validate on.')
+  if not FLAGS.dataset_dir:
+    slim_flags.fail('You must supply the dataset directory with '
+                    '--dataset_dir.')
+  models = next((a.values for a in axes if a.name == 'model_name'),
+                (FLAGS.model_name,))
+  for model in models:  # the base options must suit every net of the grid
+    try:
+      nets_factory.parse_model_options(model, FLAGS.model_options)
+    except ValueError as e:
+      slim_flags.fail(f'--model_options={FLAGS.model_options}: {e}')
+
+  base = _base_flags(training)
+  base.pop('model_options', None)
+  if not FLAGS.eval_every_n_steps:  # validate at least at the end
+    base['eval_every_n_steps'] = str(FLAGS.max_number_of_steps)
+  runs = grid.build_runs(axes, seeds)
+  study = runner.Study(study_dir=FLAGS.study_dir, script=_SCRIPT,
+                       base_flags=base, model_options=FLAGS.model_options,
+                       axes=axes, runs=runs,
+                       max_number_of_steps=FLAGS.max_number_of_steps)
+  fixed = {k: v for k, v in base.items()
+           if k not in {axis.name for axis in axes}}
+  if FLAGS.model_options:
+    fixed['model_options'] = FLAGS.model_options
+  info = report.StudyInfo(name=os.path.basename(
+      os.path.normpath(FLAGS.study_dir)), axes=axes, seeds=seeds,
+                          fixed_flags=fixed)
+
+  def write_report(run=None):
+    del run
+    return report.write_all(FLAGS.study_dir, info, results_lib.read_study(
+        FLAGS.study_dir, runs))
+
+  try:
+    os.makedirs(FLAGS.study_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.study_dir, 'study.json'), 'w') as f:
+      json.dump({'fixed_flags': fixed, 'seeds': list(seeds),
+                 'vary': [[a.name, list(a.values)] for a in axes]}, f,
+                indent=1)
+  except OSError as e:
+    slim_flags.fail(f'--study_dir={FLAGS.study_dir} is not writable: {e}',
+                    status=1)
+  if not FLAGS.report_only:
+    gpus = (0 if FLAGS.clone_on_cpu else
+            len(tf.config.list_physical_devices('GPU')))
+    try:
+      slots = runner.gpu_slots(gpus, FLAGS.num_clones, FLAGS.parallel)
+    except ValueError as e:
+      slim_flags.fail(str(e))
+    logging.info('Study of %d runs in %s, %d at a time%s.', len(runs),
+                 FLAGS.study_dir, len(slots),
+                 f' (GPUs {", ".join(slots)})' if gpus else '')
+    runner.run_study(study, slots=slots, on_run_end=write_report,
+                     log=lambda line: print(line, flush=True))
+  path = write_report()
+  print(f'Report: {path}\nTensorBoard (with the HParams dashboard): '
+        f'tensorboard --logdir {FLAGS.study_dir}', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=slim_flags.parse_flags)

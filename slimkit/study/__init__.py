@@ -1,0 +1,19 @@
+"""Comparing training methods: a grid of ordinary training runs and a report.
+
+A study trains the same base command (every flag of
+`train_image_classifier.py`) once per point of a grid (`--vary`, over
+training flags and model options) and per seed, each as an ordinary run in
+`study_dir/runs/<name>/`, then reports on them:
+
+  grid.py     the grid: parse and check `--vary`, name the runs
+  runner.py   run them as `train_image_classifier.py` processes: skip the
+              finished, resume the interrupted, K at a time, progress
+  results.py  read each run's folder (flags.txt, event files, checkpoint)
+  report.py   results.csv, report.md, plots/, TensorBoard HParams
+
+`compare_methods.py` wires them to flags. The runner sits above training:
+it starts the training script and reads what the runs write, so a run of a
+study can also be resumed, evaluated or inspected on its own, and
+`report.results` reads run folders written anywhere (another machine, a
+cluster job per run).
+"""

@@ -1,0 +1,218 @@
+"""The grid of a study: `--vary` axes over training flags and model options.
+
+  axes = [grid.parse_vary('optimizer=momentum,adam'),
+          grid.parse_vary('opt_epsilon=1.0,1e-8')]
+  grid.check_axes(axes, flag_values=FLAGS, model_name='alexnet_v2')
+  runs = grid.build_runs(axes, seeds=(0, 1))   # 2 x 2 x 2 = 8 runs
+  runs[0].name        # 'optimizer=momentum,opt_epsilon=1.0,seed=0'
+  runs[0].argv(...)   # the training flags of that run
+
+An axis names a flag of `train_image_classifier.py` (`optimizer`,
+`learning_rate`, `model_name`, ...) or a model option of the net
+(`activation`, `lrn`, `kernel_size`; see `print_model.py`), which goes into
+the run's `--model_options`. Values are checked before anything runs.
+"""
+
+import dataclasses
+import difflib
+import itertools
+import re
+from typing import Optional, Tuple
+
+from slimkit.nets import nets_factory
+
+# Flags a study sets for each run itself, or that would break it.
+MANAGED_FLAGS = {
+    'train_dir': 'each run trains in study_dir/runs/<name>',
+    'random_seed': 'use --seeds',
+    'model_options': 'vary a model option by its own name '
+                     '(--vary=activation=relu,elu)',
+    'flagfile': 'not a training flag',
+}
+# Characters kept in run folder names; others become '_'.
+_NAME_UNSAFE = re.compile(r'[^A-Za-z0-9._=,+-]')
+
+
+class GridError(ValueError):
+  """A `--vary` or `--seeds` value that cannot make a grid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+  """One `--vary`: a name and its values, as text.
+
+  Attributes:
+    name: A training flag or a model option.
+    values: The values, as given.
+    is_model_option: Whether `name` is a model option (not a flag).
+  """
+  name: str
+  values: Tuple[str, ...]
+  is_model_option: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of the grid.
+
+  Attributes:
+    name: The run's folder name under `study_dir/runs`: the varied values
+      and the seed (`optimizer=adam,opt_epsilon=1e-08,seed=0`).
+    values: `((axis name, value), ...)` in axis order.
+    seed: Its `--random_seed`.
+  """
+  name: str
+  values: Tuple[Tuple[str, str], ...]
+  seed: int
+
+  @property
+  def config(self):
+    """The varied values without the seed: the runs a report row averages."""
+    return self.values
+
+  def flag_values(self, axes):
+    """`{flag: value}` of the varied training flags."""
+    kinds = {axis.name: axis.is_model_option for axis in axes}
+    return {k: v for k, v in self.values if not kinds[k]}
+
+  def model_option_values(self, axes):
+    """`{option: value}` of the varied model options."""
+    kinds = {axis.name: axis.is_model_option for axis in axes}
+    return {k: v for k, v in self.values if kinds[k]}
+
+
+def parse_vary(text):
+  """Parses one `--vary=NAME=V1,V2,...` value into an `Axis`.
+
+  Raises:
+    GridError: for a malformed value, no values or a repeated value.
+  """
+  name, sep, rest = text.partition('=')
+  name = name.strip().lstrip('-')
+  values = tuple(v.strip() for v in rest.split(',')) if sep else ()
+  if not name or not values or not all(values):
+    raise GridError(f'--vary={text}: expected NAME=V1,V2,... (a training '
+                    'flag or a model option, then its values).')
+  if len(set(values)) != len(values):
+    raise GridError(f'--vary={text}: a value is given twice.')
+  return Axis(name, values)
+
+
+def parse_seeds(text):
+  """Parses `--seeds=0,1,2` into a tuple of ints.
+
+  Raises:
+    GridError: for a value that is not a non-negative int, or a repeat.
+  """
+  try:
+    seeds = tuple(int(s) for s in text.split(',') if s.strip())
+  except ValueError:
+    raise GridError(f'--seeds={text}: expected ints separated by commas '
+                    '(0,1,2).') from None
+  if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    raise GridError(f'--seeds={text}: expected distinct ints >= 0.')
+  return seeds
+
+
+def check_axes(axes, *, flag_values, model_name):
+  """Resolves each axis to a flag or a model option and checks its values.
+
+  Args:
+    axes: The `Axis` list, in `--vary` order.
+    flag_values: The `absl.flags.FlagValues` holding the training flags.
+    model_name: The base `--model_name` (each varied one counts too).
+
+  Returns:
+    The axes, with `is_model_option` set.
+
+  Raises:
+    GridError: naming the bad name or value and the valid ones.
+  """
+  names = [axis.name for axis in axes]
+  repeated = {n for n in names if names.count(n) > 1}
+  if repeated:
+    raise GridError(f'--vary names {", ".join(sorted(repeated))} twice; give '
+                    'all values in one --vary.')
+  models = [model_name]
+  for axis in axes:
+    if axis.name == 'model_name':
+      models = list(axis.values)
+  resolved = []
+  for axis in axes:
+    if axis.name in MANAGED_FLAGS:
+      raise GridError(f'--vary={axis.name}=...: {MANAGED_FLAGS[axis.name]}.')
+    if axis.name in flag_values:
+      _check_flag_values(axis, flag_values[axis.name])
+      resolved.append(axis)
+      continue
+    for model in models:
+      options = nets_factory.network_options(model)
+      if axis.name not in options:
+        raise GridError(_unknown_name_message(axis.name, flag_values, model,
+                                              options))
+      for value in axis.values:
+        try:
+          nets_factory.parse_model_options(model, f'{axis.name}={value}')
+        except ValueError as e:
+          raise GridError(f'--vary={axis.name}=...: {e}') from None
+    resolved.append(dataclasses.replace(axis, is_model_option=True))
+  return resolved
+
+
+def _check_flag_values(axis, flag):
+  for value in axis.values:
+    try:
+      flag.parser.parse(value)
+    except (ValueError, TypeError) as e:
+      raise GridError(f'--vary={axis.name}=...: {value!r} is not a valid '
+                      f'--{axis.name}: {e}') from None
+
+
+def _unknown_name_message(name, flag_values, model, options):
+  flags = sorted(f for f in flag_values if f not in MANAGED_FLAGS)
+  close = difflib.get_close_matches(name, flags + list(options), n=3,
+                                    cutoff=0.6)
+  hint = f' Did you mean {", ".join(close)}?' if close else ''
+  return (f'--vary={name}=...: {name!r} is neither a flag of '
+          f'train_image_classifier.py nor a model option of {model}.{hint} '
+          f'Model options of {model}: {", ".join(sorted(options))}. '
+          'Training flags: python train_image_classifier.py --helpfull.')
+
+
+def run_name(values, seed):
+  """The folder name of a run: `name=value,...,seed=N`, file-system safe."""
+  text = ','.join([f'{k}={v}' for k, v in values] + [f'seed={seed}'])
+  return _NAME_UNSAFE.sub('_', text)
+
+
+def build_runs(axes, seeds):
+  """The runs of the grid: the product of the axes' values, times the seeds.
+
+  Returns:
+    A list of `Run`, configurations in `--vary` order, each with every seed.
+  """
+  runs = []
+  for combination in itertools.product(*(axis.values for axis in axes)):
+    values = tuple(zip((axis.name for axis in axes), combination))
+    for seed in seeds:
+      runs.append(Run(run_name(values, seed), values, seed))
+  return runs
+
+
+def merge_model_options(base, varied) -> Optional[str]:
+  """The `--model_options` of a run: the base text with the varied options.
+
+  Args:
+    base: The study's own `--model_options` text ('' for none).
+    varied: `{option: value}` of the run.
+
+  Returns:
+    The merged text (varied values win), or None when empty.
+  """
+  merged = {}
+  for item in (base or '').split(','):
+    key, sep, value = item.partition('=')
+    if sep and key.strip():
+      merged[key.strip()] = value.strip()
+  merged.update(varied)
+  return ','.join(f'{k}={v}' for k, v in merged.items()) or None

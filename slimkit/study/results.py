@@ -1,0 +1,152 @@
+"""What a study's runs achieved, read from their folders.
+
+Everything comes from what a training run writes (so folders trained
+elsewhere, e.g. one cluster job per run, read the same):
+
+* `validation/` event files: `eval/Accuracy` per validated step;
+* the run's event files: `total_loss` and `images_per_sec` per log line;
+* the newest checkpoint: the number of parameters;
+* `study_run.json` (written by the runner, optional): the run's state, its
+  error, and the wall-clock segments it trained in (for time on the x axis
+  without the pauses between invocations).
+"""
+
+import dataclasses
+import glob
+import os
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from slimkit.deployment import trainer
+from slimkit.study import runner
+
+# Batch-norm statistics are variables but not parameters.
+_NOT_PARAMETERS = ('/moving_mean', '/moving_variance')
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+  """One run's outcome.
+
+  Attributes:
+    name: The run's folder name.
+    values: `((axis, value), ...)` of the grid.
+    seed: Its `--random_seed`.
+    state: 'finished', 'failed', 'stopped', 'running' or 'not started'.
+    error: The failed run's error line, or None.
+    final_accuracy: Validation accuracy at the last validated step.
+    best_accuracy: The highest validation accuracy, at `best_step`.
+    best_step: Its global step.
+    final_loss: The last logged total loss.
+    images_per_sec: Median training images/s of the log lines.
+    wall_time: Seconds of training (all invocations).
+    parameters: Trainable parameters of the net.
+    global_step: The newest checkpoint's step.
+    accuracy: `((step, accuracy), ...)`.
+    loss: `((step, loss), ...)`.
+    accuracy_time: `((seconds of training, accuracy), ...)`.
+  """
+  name: str
+  values: Tuple[Tuple[str, str], ...]
+  seed: int
+  state: str
+  error: Optional[str] = None
+  final_accuracy: Optional[float] = None
+  best_accuracy: Optional[float] = None
+  best_step: Optional[int] = None
+  final_loss: Optional[float] = None
+  images_per_sec: Optional[float] = None
+  wall_time: Optional[float] = None
+  parameters: Optional[int] = None
+  global_step: int = 0
+  accuracy: tuple = ()
+  loss: tuple = ()
+  accuracy_time: tuple = ()
+
+
+def scalars(directory, tag):
+  """`[(step, value, wall_time)]` of `tag` in the event files of `directory`
+  (not its subfolders), by step; a step written twice keeps the last."""
+  found = {}
+  for path in sorted(glob.glob(os.path.join(directory, 'events.out.*'))):
+    try:
+      for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          if value.tag != tag:
+            continue
+          number = (float(tf.make_ndarray(value.tensor))
+                    if value.HasField('tensor') else value.simple_value)
+          found[event.step] = (event.step, number, event.wall_time)
+    except tf.errors.DataLossError:
+      pass  # a file cut short by a kill: what was read counts
+  return [found[step] for step in sorted(found)]
+
+
+def count_parameters(run_dir):
+  """Trainable parameters of the newest checkpoint's net (None without)."""
+  checkpoint = tf.train.latest_checkpoint(run_dir)
+  if checkpoint is None:
+    return None
+  reader = tf.train.load_checkpoint(checkpoint)
+  shapes = reader.get_variable_to_shape_map()
+  return int(sum(np.prod(shapes[key], dtype=np.int64)
+                 for name, key in trainer.named_values(checkpoint).items()
+                 if not name.endswith(_NOT_PARAMETERS)))
+
+
+def _training_seconds(segments, wall_time):
+  """Seconds of training before `wall_time`, counting only the segments."""
+  total = 0.0
+  for start, end in segments:
+    total += max(0.0, min(end, wall_time) - start)
+  return total
+
+
+def read_run(run_dir, run):
+  """Reads one run's folder into a `RunResult`.
+
+  Args:
+    run_dir: The run's folder.
+    run: Its `grid.Run`.
+  """
+  status = runner.read_status(run_dir)
+  state = status.get('state') or ('not started' if not os.path.isdir(run_dir)
+                                  else runner.STOPPED)
+  accuracy = scalars(os.path.join(run_dir, trainer.VALIDATION_DIR),
+                     'eval/Accuracy')
+  loss = scalars(run_dir, 'total_loss')
+  rates = [value for _, value, _ in scalars(run_dir, 'images_per_sec')]
+  segments = status.get('segments') or []
+  wall_times = [w for _, _, w in loss + accuracy]
+  if not segments and wall_times:  # trained elsewhere: its event times
+    segments = [[min(wall_times), max(wall_times)]]
+  # The running segment of a live run ends now.
+  segments = [[start, end if end > start else max(wall_times + [start])]
+              for start, end in segments]
+  best = max(accuracy, key=lambda item: item[1]) if accuracy else None
+  return RunResult(
+      name=run.name, values=run.values, seed=run.seed, state=state,
+      error=status.get('error'),
+      final_accuracy=accuracy[-1][1] if accuracy else None,
+      best_accuracy=best[1] if best else None,
+      best_step=best[0] if best else None,
+      final_loss=loss[-1][1] if loss else None,
+      # The first log line includes tracing: leave it out when there are more.
+      images_per_sec=float(np.median(rates[1:] or rates)) if rates else None,
+      wall_time=(sum(end - start for start, end in segments)
+                 if segments else None),
+      parameters=count_parameters(run_dir),
+      global_step=runner.checkpoint_step(run_dir),
+      accuracy=tuple((s, v) for s, v, _ in accuracy),
+      loss=tuple((s, v) for s, v, _ in loss),
+      accuracy_time=tuple((_training_seconds(segments, w), v)
+                          for _, v, w in accuracy))
+
+
+def read_study(study_dir, runs: Sequence):
+  """`RunResult` of every run of the grid (also the ones not started)."""
+  return [read_run(os.path.join(study_dir, 'runs', run.name), run)
+          for run in runs]
