@@ -164,6 +164,28 @@ def _die_with_parent():
     _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _follow(path, offset, child, poll_secs=0.5):
+  """Yields the complete lines written to `path` after `offset` until
+  `child` exits."""
+  with open(path, errors='replace') as reader:
+    reader.seek(offset)
+    partial = ''
+    while True:
+      running = child.poll() is None
+      for line in reader.readlines():
+        line = partial + line
+        partial = ''
+        if not line.endswith('\n'):
+          partial = line
+          continue
+        yield line
+      if not running:
+        if partial:
+          yield partial
+        return
+      time.sleep(poll_secs)
+
+
 class _Progress:
   """Runs done, steps of the running ones, an ETA; one line per update."""
 
@@ -241,20 +263,23 @@ def run_study(study, *, slots=(None,), log=print,
     env = dict(os.environ)
     if devices is not None:
       env['CUDA_VISIBLE_DEVICES'] = devices
-    tail = []
-    with open(os.path.join(run_dir, 'train.log'), 'a') as out:
+    # The run writes its log to a file, which the study follows: killed,
+    # the study leaves its runs with a complete log and no broken pipe.
+    log_path = os.path.join(run_dir, 'train.log')
+    with open(log_path, 'a') as out:
+      offset = out.tell()
       child = subprocess.Popen(
-          study.argv(run), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-          text=True, env=env, preexec_fn=_die_with_parent)
-      with lock:
-        children[run.name] = child
-      for line in child.stdout:
-        out.write(line)
-        tail = (tail + [line])[-40:]
-        found = _STEP_LINE.search(line)
-        if found:
-          progress.step(run.name, int(found.group(1)), found.group(2))
-      returncode = child.wait()
+          study.argv(run), stdout=out, stderr=subprocess.STDOUT, env=env,
+          preexec_fn=_die_with_parent)
+    with lock:
+      children[run.name] = child
+    tail = []
+    for line in _follow(log_path, offset, child):
+      tail = (tail + [line])[-40:]
+      found = _STEP_LINE.search(line)
+      if found:
+        progress.step(run.name, int(found.group(1)), found.group(2))
+    returncode = child.wait()
     with lock:
       children.pop(run.name, None)
     step = checkpoint_step(run_dir)

@@ -1,0 +1,234 @@
+"""compare_methods.py on the bundled digits: grid, resume, report, errors."""
+
+import csv
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from slimkit.datasets import digits as digits_lib
+from slimkit.study import grid
+from slimkit.study import runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'compare_methods.py')
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp('digits'))
+  digits_lib.run(directory)
+  return directory
+
+
+def _base(digits, study_dir, steps=4):
+  return [sys.executable, SCRIPT, f'--study_dir={study_dir}',
+          '--dataset_name=digits', f'--dataset_dir={digits}',
+          '--model_name=lenet', '--batch_size=4', '--optimizer=momentum',
+          '--learning_rate=0.01', '--learning_rate_decay_type=fixed',
+          '--weight_decay=0', f'--max_number_of_steps={steps}',
+          '--log_every_n_steps=2', '--eval_every_n_steps=2',
+          '--validation_max_batches=3', '--num_readers=1',
+          '--num_preprocessing_threads=1', '--save_summaries_secs=100000']
+
+
+def _run(argv, expect=0, timeout=900):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run(argv, capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout, check=False)
+  assert result.returncode == expect, (result.stdout[-2000:] +
+                                       result.stderr[-3000:])
+  return result
+
+
+def _rows(study_dir):
+  with open(os.path.join(study_dir, 'results.csv')) as f:
+    return list(csv.DictReader(f))
+
+
+def test_a_two_by_two_grid_with_two_seeds(digits, tmp_path):
+  study = tmp_path / 'study'
+  argv = _base(digits, study) + [
+      '--vary=optimizer=momentum,adam', '--vary=activation=relu,elu',
+      '--seeds=0,1', '--parallel=2']
+  result = _run(argv)
+  assert 'Report: ' in result.stdout and '[study 8/8 done]' in result.stdout
+  runs = sorted(os.listdir(study / 'runs'))
+  assert len(runs) == 8
+  assert 'optimizer=adam,activation=elu,seed=1' in runs
+  for run in runs:  # ordinary runs: flags.txt, checkpoints, validation
+    flags = (study / 'runs' / run / 'flags.txt').read_text()
+    seed = run.rsplit('seed=', 1)[1]
+    assert f'--random_seed={seed}\n' in flags
+    assert ('--model_options=activation=elu' in flags) == ('=elu' in run)
+    assert os.path.exists(study / 'runs' / run / 'model.ckpt-4.index')
+  rows = _rows(study)
+  assert len(rows) == 8
+  assert {r['state'] for r in rows} == {'finished'}
+  for row in rows:
+    assert 0.0 <= float(row['final_accuracy']) <= 1.0
+    assert float(row['best_accuracy']) >= float(row['final_accuracy'])
+    assert int(row['parameters']) == 3274634  # LeNet's, either activation
+  # report.md: one row per configuration, mean and spread over two seeds,
+  # sorted by the mean final accuracy.
+  text = (study / 'report.md').read_text()
+  table = [l for l in text.splitlines() if l.startswith('| ') and
+           l[2].isdigit()]
+  assert len(table) == 4
+  means = [float(l.split('|')[4].split()[0]) for l in table]
+  assert means == sorted(means, reverse=True)
+  assert all('n=2)' in l.split('|')[4] for l in table)
+  expected = {}
+  for row in rows:
+    expected.setdefault((row['optimizer'], row['activation']), []).append(
+        float(row['final_accuracy']))
+  for line in table:
+    cells = [c.strip() for c in line.split('|')]
+    assert abs(float(cells[4].split()[0]) -
+               np.mean(expected[(cells[2], cells[3])])) < 1e-4
+  assert '--opt_epsilon=1.0' in text  # the note on Adam's epsilon
+  for name in ('validation_accuracy.png', 'training_loss.png',
+               'accuracy_vs_time.png'):
+    image = tf.io.decode_png(tf.io.read_file(str(study / 'plots' / name)))
+    assert image.shape[0] > 100 and image.shape[1] > 100
+  _check_hparams(study, runs)
+  # The same command again trains nothing.
+  logs = {r: (study / 'runs' / r / 'train.log').read_text() for r in runs}
+  again = _run(argv)
+  assert '8 of 8 runs are finished already' in again.stdout
+  assert logs == {r: (study / 'runs' / r / 'train.log').read_text()
+                  for r in runs}
+  assert len(_rows(study)) == 8
+
+
+def _check_hparams(study, runs):
+  from tensorboard.plugins.hparams import metadata  # pylint: disable=g-import-not-at-top
+  def plugin_data(directory):
+    found = []
+    for path in glob.glob(str(directory / 'events.out.*.hparams')):
+      for record in tf.data.TFRecordDataset(path):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        for value in event.summary.value:
+          if value.metadata.plugin_data.plugin_name == 'hparams':
+            found.append(value.metadata.plugin_data.content)
+    return found
+  experiment = metadata.parse_experiment_plugin_data(plugin_data(study)[0])
+  assert {h.name for h in experiment.hparam_infos} == {
+      'optimizer', 'activation', 'seed'}
+  for run in runs:
+    contents = plugin_data(study / 'runs' / run)
+    starts = [metadata.parse_session_start_info_plugin_data(c)
+              for c in contents if b'optimizer' in c]
+    assert len(starts) == 1, run
+    assert starts[0].hparams['optimizer'].string_value in run
+
+
+def test_a_killed_study_resumes_to_the_uninterrupted_result(digits, tmp_path):
+  # One run, a checkpoint at every step; the study is killed outright
+  # mid-run (its run gets SIGTERM and saves), then started again.
+  def argv(study):
+    return _base(digits, study, steps=30) + ['--save_interval_secs=0',
+                                            '--eval_every_n_steps=10',
+                                            '--seeds=3']
+  _run(argv(tmp_path / 'whole'))
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  process = subprocess.Popen(argv(tmp_path / 'killed'), env=env, cwd=ROOT,
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  run_dir = tmp_path / 'killed' / 'runs' / 'seed=3'
+  deadline = time.time() + 300
+  while runner.checkpoint_step(str(run_dir)) < 12:
+    assert process.poll() is None and time.time() < deadline
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  stopped = runner.checkpoint_step(str(run_dir))
+  for _ in range(100):  # the run saves on its SIGTERM, then exits
+    time.sleep(0.2)
+    if runner.checkpoint_step(str(run_dir)) != stopped:
+      stopped = runner.checkpoint_step(str(run_dir))
+  assert 12 <= stopped < 30
+  resumed = _run(argv(tmp_path / 'killed'))
+  assert 'Resuming from' in (run_dir / 'train.log').read_text()
+  assert '[study 1/1 done]' in resumed.stdout
+  whole, killed = _rows(tmp_path / 'whole'), _rows(tmp_path / 'killed')
+  for key in ('final_accuracy', 'best_accuracy', 'best_step', 'final_loss',
+              'global_step'):
+    assert whole[0][key] == killed[0][key], key
+  a = tf.train.load_checkpoint(str(tmp_path / 'whole' / 'runs' / 'seed=3' /
+                                   'model.ckpt-30'))
+  b = tf.train.load_checkpoint(str(run_dir / 'model.ckpt-30'))
+  for key in a.get_variable_to_shape_map():
+    if key.startswith('model_variables/'):
+      np.testing.assert_array_equal(a.get_tensor(key), b.get_tensor(key))
+
+
+def test_a_failed_run_is_reported_and_the_others_go_on(digits, tmp_path):
+  study = tmp_path / 'study'
+  result = _run(_base(digits, study) + ['--vary=learning_rate=0.01,1e30'])
+  rows = {r['learning_rate']: r for r in _rows(study)}
+  assert rows['0.01']['state'] == 'finished'
+  assert rows['1e30']['state'] == 'failed'
+  assert 'NaN or infinite' in rows['1e30']['error']
+  assert '1 failed' in result.stdout
+  text = (study / 'report.md').read_text()
+  assert '## Failed runs' in text and 'learning_rate=1e30,seed=0' in text
+
+
+@pytest.mark.parametrize('vary,message', [
+    ('optimiser=sgd,adam', "'optimiser' is neither a flag"),
+    ('optimizer=momentum,adamx', "'adamx' is not a valid --optimizer"),
+    ('activation=relu,swishy', 'swishy'),
+    ('train_dir=a,b', 'each run trains in study_dir/runs/<name>'),
+])
+def test_a_bad_vary_fails_at_once_naming_the_valid_ones(digits, tmp_path,
+                                                        vary, message):
+  result = _run(_base(digits, tmp_path / 'study') + [f'--vary={vary}'],
+                expect=2, timeout=300)
+  assert message in result.stderr
+  if vary.startswith('optimiser'):
+    assert 'Did you mean optimizer' in result.stderr
+  if vary.startswith('activation'):
+    assert 'gelu' in result.stderr  # the valid activations are listed
+  assert not (tmp_path / 'study').exists()
+
+
+# --- The library's parts that the runs above do not reach. ---
+
+
+def test_grid_names_and_order():
+  axes = [grid.Axis('optimizer', ('momentum', 'adam')),
+          grid.Axis('activation', ('relu', 'elu'), is_model_option=True)]
+  runs = grid.build_runs(axes, seeds=(0, 1))
+  assert [r.name for r in runs[:3]] == [
+      'optimizer=momentum,activation=relu,seed=0',
+      'optimizer=momentum,activation=relu,seed=1',
+      'optimizer=momentum,activation=elu,seed=0']
+  assert runs[2].flag_values(axes) == {'optimizer': 'momentum'}
+  assert runs[2].model_option_values(axes) == {'activation': 'elu'}
+  assert grid.run_name((('checkpoint_path', '/a b'),), 0) == (
+      'checkpoint_path=_a_b,seed=0')
+  assert grid.merge_model_options('lrn=false,activation=relu',
+                                  {'activation': 'elu'}) == (
+                                      'lrn=false,activation=elu')
+  with pytest.raises(grid.GridError, match='given twice'):
+    grid.parse_vary('optimizer=adam,adam')
+  with pytest.raises(grid.GridError, match='distinct'):
+    grid.parse_seeds('0,0')
+
+
+def test_each_run_gets_its_own_gpus():
+  assert runner.gpu_slots(0, 1, None) == [None]
+  assert runner.gpu_slots(0, 1, 3) == [None, None, None]
+  assert runner.gpu_slots(4, 1, None) == ['0', '1', '2', '3']
+  assert runner.gpu_slots(4, 2, None) == ['0,1', '2,3']
+  assert runner.gpu_slots(4, 1, 2) == ['0', '1']
+  assert runner.gpu_slots(2, 1, 8) == ['0', '1']  # no more than the GPUs
+  with pytest.raises(ValueError, match='needs 4 GPUs'):
+    runner.gpu_slots(2, 4, None)
