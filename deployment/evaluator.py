@@ -21,6 +21,7 @@ import weakref
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from slimkit.deployment import checkpoints
@@ -120,10 +121,53 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     raise UnreadableCheckpointError(
         f'Checkpoint {checkpoint} cannot be read: {type(e).__name__}: '
         f'{message.splitlines()[0] if message else ""}') from None
-  step_fn = _cached_metric_step(net)
+  return _run_metrics(_cached_metric_step(net), dataset, options,
+                      global_step=step, source=checkpoint)
+
+
+def evaluate_predictions(*, predict_fn, dataset_fn, options=EvalOptions(),
+                         global_step=0, source=''):
+  """Evaluates any classifier outside TensorFlow as a checkpoint is evaluated.
+
+  The same ordered pass, metrics, log line and summaries as
+  `evaluate_checkpoint`, for a model that is not a Keras net (a TFLite file).
+
+  Args:
+    predict_fn: `(numpy float32 images) -> numpy logits [batch, classes]`
+      (for a model returning probabilities `p`, `log(p)`: the softmax
+      cross-entropy of `log(p)` is that of `p`).
+    dataset_fn: `() -> tf.data.Dataset` of `(images, labels)` batches.
+    options: `EvalOptions` (`moving_average_decay` must be None).
+    global_step: The step the summaries are written at.
+    source: What is evaluated, for the log (stored as `checkpoint`).
+
+  Returns:
+    The dict `evaluate_checkpoint` returns.
+
+  Raises:
+    ValueError: when the data has no example or labels exceed the logits.
+  """
+  if options.moving_average_decay:
+    raise ValueError(f'{source}: moving averages belong to checkpoints; '
+                     'evaluate without --moving_average_decay.')
+  dataset = dataset_fn()
+  if options.max_num_batches:
+    dataset = dataset.take(options.max_num_batches)
+  sums = tf.function(_metric_sums, reduce_retracing=True)
+
+  def step_fn(images, labels):
+    logits = np.asarray(predict_fn(images.numpy()), np.float32)
+    return sums(tf.constant(logits), labels)
+
+  return _run_metrics(step_fn, dataset, options, global_step=int(global_step),
+                      source=source)
+
+
+def _run_metrics(step_fn, dataset, options, *, global_step, source):
+  """Runs `step_fn` over `dataset`; logs and writes the metrics."""
+  step = global_step
   skipped_before = (int(options.skipped_records.numpy())
                     if options.skipped_records is not None else 0)
-
   correct = in_top5 = 0
   loss_sum = 0.0
   count = 0
@@ -141,7 +185,7 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
       'loss': loss_sum / count,
       'num_examples': count,
       'global_step': step,
-      'checkpoint': checkpoint,
+      'checkpoint': source,
   }
   if options.skipped_records is not None:
     metrics['skipped_records'] = (int(options.skipped_records.numpy()) -
@@ -149,7 +193,7 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     logging.info('Skipped %d corrupt record(s) (--skip_corrupt_records).',
                  metrics['skipped_records'])
   logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
-               '%.4f, Recall_5 = %.4f, loss = %.4f', checkpoint, step, count,
+               '%.4f, Recall_5 = %.4f, loss = %.4f', source, step, count,
                metrics['Accuracy'], metrics['Recall_5'], metrics['loss'])
   if options.eval_dir:
     writer = tf.summary.create_file_writer(options.eval_dir)
@@ -178,23 +222,28 @@ def _metric_step(net):
   @tf.function
   def step(images, labels):
     logits, _ = net(images, training=False)
-    logits = tf.cast(logits, tf.float32)
-    num_classes = tf.shape(logits)[-1]
-    labels = tf.cast(labels, tf.int32)
-    tf.debugging.assert_less(
-        labels, num_classes,
-        message='a label is >= the number of logits; check --labels_offset '
-        'and --dataset_name')
-    k = tf.minimum(5, num_classes)
-    top1 = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-    _, topk = tf.math.top_k(logits, k=k)
-    top5 = tf.reduce_any(tf.equal(topk, labels[:, None]), axis=-1)
-    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                          logits=logits)
-    return (tf.reduce_sum(tf.cast(top1, tf.int64)),
-            tf.reduce_sum(tf.cast(top5, tf.int64)), tf.reduce_sum(loss),
-            tf.shape(labels, out_type=tf.int64)[0])
+    return _metric_sums(logits, labels)
   return step
+
+
+def _metric_sums(logits, labels):
+  """Correct top-1 and top-5 counts, summed loss and count of one batch."""
+  logits = tf.cast(logits, tf.float32)
+  num_classes = tf.shape(logits)[-1]
+  labels = tf.cast(labels, tf.int32)
+  tf.debugging.assert_less(
+      labels, num_classes,
+      message='a label is >= the number of logits; check --labels_offset '
+      'and --dataset_name')
+  k = tf.minimum(5, num_classes)
+  top1 = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+  _, topk = tf.math.top_k(logits, k=k)
+  top5 = tf.reduce_any(tf.equal(topk, labels[:, None]), axis=-1)
+  loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                        logits=logits)
+  return (tf.reduce_sum(tf.cast(top1, tf.int64)),
+          tf.reduce_sum(tf.cast(top5, tf.int64)), tf.reduce_sum(loss),
+          tf.shape(labels, out_type=tf.int64)[0])
 
 
 def watch(*, network_fn, dataset_fn, checkpoint_dir, options=EvalOptions(),

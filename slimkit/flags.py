@@ -25,6 +25,7 @@ from absl import flags
 from slimkit.datasets import dataset_factory
 from slimkit.deployment import optimization
 from slimkit.deployment import precision
+from slimkit.deployment import tflite as tflite_lib
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -327,6 +328,50 @@ def define_eval_flags():
   flags.DEFINE_integer('max_number_of_evaluations', None,
                        'Watch mode: stop after this many evaluations.',
                        lower_bound=1)
+  define_tflite_model_flag('evaluate')
+
+
+def define_tflite_flags():
+  """Defines the TFLite export flags of `export_inference_graph.py`."""
+  flags.DEFINE_enum('output_format', 'saved_model', ['saved_model', 'tflite'],
+                    'saved_model: a SavedModel directory (--output_dir); '
+                    'tflite: a TensorFlow Lite file (--output_file).')
+  flags.DEFINE_string('output_file', None, 'The .tflite file to write '
+                      '(--output_format=tflite).')
+  flags.DEFINE_enum('quantize', 'none', list(tflite_lib.QUANTIZE_MODES),
+                    'TFLite quantization: none (float32), float16 (weights), '
+                    'dynamic (int8 weights, float activations) or int8 (full '
+                    'integer, activation ranges calibrated on '
+                    '--num_calibration_images of --dataset_name/--dataset_dir'
+                    ', or learned by --quantize_delay training).')
+  flags.DEFINE_integer('num_calibration_images', 500,
+                       'Images of --dataset_split_name run through the eval '
+                       'preprocessing to calibrate --quantize=int8.',
+                       lower_bound=1)
+  flags.DEFINE_enum('tflite_io', 'float32', list(tflite_lib.IO_TYPES),
+                    'Input and output type of the --quantize=int8 model: '
+                    'float32 (the same caller code as the float model) or '
+                    'uint8 (integer I/O, quantized with the scale and zero '
+                    'point stored in the file).')
+  flags.register_multi_flags_validator(
+      ['tflite_io', 'quantize'],
+      lambda v: v['tflite_io'] == 'float32' or v['quantize'] == 'int8',
+      message='--tflite_io=uint8 needs --quantize=int8: only a full-integer '
+      'model has integer input and output.')
+  flags.register_multi_flags_validator(
+      ['output_format', 'quantize', 'tflite_io'],
+      lambda v: v['output_format'] == 'tflite' or (
+          v['quantize'] == 'none' and v['tflite_io'] == 'float32'),
+      message='--quantize and --tflite_io apply to --output_format=tflite; a '
+      'SavedModel stays float32.')
+
+
+def define_tflite_model_flag(purpose):
+  """Defines `--tflite_model` (evaluate or classify with a .tflite file)."""
+  flags.DEFINE_string('tflite_model', None, f'A .tflite file written by '
+                      f'export_inference_graph.py to {purpose} instead of a '
+                      'checkpoint; it runs in the TFLite interpreter (LiteRT '
+                      'when installed, else TensorFlow\'s).')
 
 
 def split_scopes(value):
