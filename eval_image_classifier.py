@@ -9,7 +9,9 @@ Usage:
 
 `--checkpoint_path` is a checkpoint or a directory (its newest checkpoint).
 Metrics are printed and written as TensorBoard summaries to `--eval_dir`.
-Watch mode, as TF-Slim's evaluation loop: with `--eval_interval_secs=N` the
+`--quantize` evaluates a checkpoint trained with `--quantize_delay` with its
+weights and activations fake-quantized to 8 bits (its learned ranges), as
+TF-Slim's quantized evaluation did. Watch mode, as TF-Slim's evaluation loop: with `--eval_interval_secs=N` the
 script evaluates each new checkpoint of the `--checkpoint_path` directory as
 training writes it, until `--eval_timeout_secs` pass without a new one.
 
@@ -33,6 +35,7 @@ from slimkit.datasets import input_pipeline
 from slimkit.deployment import checkpoints
 from slimkit.deployment import evaluator
 from slimkit.deployment import tflite
+from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -80,10 +83,19 @@ def main(argv):
       FLAGS.preprocessing_name or FLAGS.model_name, is_training=False,
       use_grayscale=FLAGS.use_grayscale)
 
+  channels = input_pipeline.output_channels(split, FLAGS.use_grayscale)
+  quantize = FLAGS.quantize
+
   def network_fn():
-    return nets_factory.get_network_fn(FLAGS.model_name,
-                                       num_classes=num_classes,
-                                       is_training=False)
+    net = nets_factory.get_network_fn(FLAGS.model_name,
+                                      num_classes=num_classes,
+                                      is_training=False)
+    if quantize:
+      # A checkpoint trained with --quantize_delay, as its int8 export runs:
+      # the ranges come with the checkpoint (restored after this).
+      net(tf.zeros([1, image_size, image_size, channels]), training=False)
+      net.enable_fake_quant(layers.FakeQuantization(always=True))
+    return net
 
   # Counts the records --skip_corrupt_records drops.
   skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -137,9 +149,9 @@ def _evaluate_tflite(split):
   if FLAGS.eval_interval_secs is not None:
     slim_flags.fail('--eval_interval_secs watches checkpoints; a '
                     '--tflite_model is evaluated once.')
-  if FLAGS.moving_average_decay is not None:
-    slim_flags.fail('--moving_average_decay applies to checkpoints; a '
-                    '--tflite_model holds the weights it was exported with.')
+  if FLAGS.moving_average_decay is not None or FLAGS.quantize:
+    slim_flags.fail('--moving_average_decay and --quantize apply to '
+                    'checkpoints; a --tflite_model runs as it was exported.')
   try:
     classifier = tflite.TFLiteClassifier(FLAGS.tflite_model)
   except (tflite.TFLiteModelError, tflite.MissingRuntimeError,

@@ -32,7 +32,9 @@ ranges on `--num_calibration_images` images of `--dataset_name/--dataset_dir/
       --output_format=tflite --output_file=/tmp/lenet_int8.tflite \
       --quantize=int8 --dataset_name=digits --dataset_dir=/tmp/digits
 
-The file takes the preprocessed float32 batch (as `predict_images`) and
+A checkpoint trained with `--quantize_delay` exports int8 with the ranges it
+learned (no calibration data needed). The file takes the preprocessed
+float32 batch (as `predict_images`) and
 returns the probabilities; the labels are stored in it. Then
 `python classify_image.py --tflite_model=/tmp/lenet_int8.tflite x.png` or
 `python eval_image_classifier.py --tflite_model=... --dataset_name=...`.
@@ -53,6 +55,7 @@ from slimkit.deployment import checkpoints
 from slimkit.deployment import evaluator
 from slimkit.deployment import export
 from slimkit.deployment import tflite
+from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -90,10 +93,12 @@ def _build(model_name, num_classes, image_size, channels):
   return net
 
 
-def _calibration_split():
+def _calibration_split(quantization_aware):
   """The split int8 calibrates on, checked before anything is computed."""
   if FLAGS.output_format != 'tflite' or FLAGS.quantize != 'int8':
     return None
+  if quantization_aware and not FLAGS.dataset_dir:
+    return None  # Unless a net has tensors outside its layers (it says so).
   if not FLAGS.dataset_dir:
     slim_flags.fail('--quantize=int8 calibrates the activation ranges on '
                     'images: pass --dataset_name and --dataset_dir (and '
@@ -134,7 +139,11 @@ def main(argv):
     checkpoint = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
   except (ValueError, FileNotFoundError) as e:
     slim_flags.fail(str(e))
-  split = _calibration_split()
+  # A checkpoint trained with --quantize_delay brings its own ranges.
+  quantization_aware = (FLAGS.output_format == 'tflite' and
+                        FLAGS.quantize == 'int8' and
+                        checkpoints.has_quant_ranges(checkpoint))
+  split = _calibration_split(quantization_aware)
   image_size = FLAGS.image_size or entry.default_image_size
   channels = FLAGS.channels or 3
   net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels)
@@ -146,6 +155,8 @@ def main(argv):
         channels = stored
         net = _build(FLAGS.model_name, FLAGS.num_classes, image_size,
                      channels)
+    if quantization_aware:
+      net.enable_fake_quant(layers.FakeQuantization(always=True))
     report = checkpoints.restore(
         net, FLAGS.checkpoint_path,
         use_moving_average=FLAGS.moving_average_decay is not None)
@@ -185,6 +196,7 @@ def main(argv):
   except (ValueError, OSError) as e:
     slim_flags.fail(str(e), status=1)
   print(f'Exported {described} as TFLite ({FLAGS.quantize}'
+        f'{", quantization-aware ranges" if quantization_aware else ""}'
         f'{", uint8 I/O" if FLAGS.tflite_io == "uint8" else ""}) to '
         f'{exported.path}: {exported.size_bytes} bytes')
 

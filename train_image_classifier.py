@@ -176,7 +176,9 @@ def main(argv):
       checkpoint_exclude_scopes=slim_flags.split_scopes(
           FLAGS.checkpoint_exclude_scopes),
       ignore_missing_vars=FLAGS.ignore_missing_vars,
-      skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla)
+      skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla,
+      quantize_delay=(FLAGS.quantize_delay if FLAGS.quantize_delay >= 0
+                      else None))
 
   if cluster.is_chief:  # The other workers leave train_dir alone.
     try:

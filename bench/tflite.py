@@ -11,7 +11,10 @@ For each variant of `export_inference_graph.py --output_format=tflite`
   accuracy  lenet trained on the bundled digits (`--steps`, quickstart.sh's
             recipe): test accuracy of the float checkpoint (Keras) and of each
             variant, and the drop. int8 is post-training quantization (PTQ,
-            calibrated on `--calibration_images` train images).
+            calibrated on `--calibration_images` train images); a second
+            run trains the same net, seed and data with `--quantize_delay`
+            (quantization-aware training, QAT) and its int8 export, with the
+            ranges it learned, is measured too.
 
 mobilenet_v1's weights are random (latency and size do not depend on the
 values); its int8 calibration uses random images in [-1, 1].
@@ -42,6 +45,7 @@ from slimkit.deployment import model_deploy
 from slimkit.deployment import optimization
 from slimkit.deployment import tflite
 from slimkit.deployment import trainer
+from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -122,7 +126,7 @@ def _digits_images(data, split_name):
           np.concatenate([b[1].numpy() for b in batches]))
 
 
-def train_lenet(data, train_dir, steps, seed):
+def train_lenet(data, train_dir, steps, seed, quantize_delay=None):
   tf.keras.utils.set_random_seed(seed)
   split = dataset_factory.get_split('digits', 'train', data)
   preprocess = preprocessing_factory.get_preprocessing('lenet', True)
@@ -138,9 +142,11 @@ def train_lenet(data, train_dir, steps, seed):
       options=trainer.TrainOptions(
           train_dir=train_dir, batch_size=32, max_number_of_steps=steps,
           log_every_n_steps=100, save_summaries_secs=10 ** 6,
-          save_interval_secs=10 ** 6))
+          save_interval_secs=10 ** 6, quantize_delay=quantize_delay))
   net = nets_factory.get_network_fn('lenet', 10, is_training=False)
   net(tf.zeros([1, 28, 28, 1]))
+  if quantize_delay is not None:
+    net.enable_fake_quant(layers.FakeQuantization(always=True))
   checkpoints.restore(net, result.checkpoint)
   return net
 
@@ -163,6 +169,21 @@ def accuracy(work, args):
     acc = float(np.mean(probabilities.argmax(-1) == test_labels))
     label = 'int8 (PTQ)' if quantize == 'int8' else quantize
     rows.append((label, acc, float_accuracy - acc))
+  if args.quantize_delay is not None:
+    # The same run (seed, data, steps), quantization-aware from the delay.
+    qat_net = train_lenet(data, os.path.join(work, 'qat'), args.steps,
+                          args.seed, quantize_delay=args.quantize_delay)
+    path = os.path.join(work, 'lenet_int8_qat.tflite')
+    exported = tflite.export_tflite(qat_net, path, image_size=28, channels=1,
+                                    quantize='int8', model_name='lenet')
+    probabilities = tflite.TFLiteClassifier(path).predict(test_images)
+    acc = float(np.mean(probabilities.argmax(-1) == test_labels))
+    logits, _ = qat_net(test_images, training=False)
+    simulated = float(np.mean(np.argmax(logits, -1) == test_labels))
+    rows.append((f'int8 (QAT, --quantize_delay={args.quantize_delay}; '
+                 f'fake-quantized checkpoint {simulated:.4f}, '
+                 f'{exported.size_bytes / 1e6:.2f} MB)', acc,
+                 float_accuracy - acc))
   return rows, size_rows, len(test_labels)
 
 
@@ -173,10 +194,15 @@ def main():
   parser.add_argument('--steps', type=int, default=800,
                       help='Training steps of the digits lenet.')
   parser.add_argument('--calibration_images', type=int, default=500)
+  parser.add_argument('--quantize_delay', type=int, default=400,
+                      help='QAT run: quantize from this step (-1: no QAT '
+                      'run).')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--keep', default=None,
                       help='Keep the files in this directory.')
   args = parser.parse_args()
+  if args.quantize_delay is not None and args.quantize_delay < 0:
+    args.quantize_delay = None
   work = args.keep or tempfile.mkdtemp(prefix='bench_tflite_')
   os.makedirs(work, exist_ok=True)
   print(f'TensorFlow {tf.__version__}, runtime '

@@ -74,11 +74,17 @@ def restore_for_eval(net, checkpoint, moving_average_decay=None):
   or TF-Slim's `<name>/ExponentialMovingAverage` shadows.
 
   Raises:
-    ValueError: when averages are asked for but the checkpoint has none, or
-      when a variable is missing or of another shape.
+    ValueError: when averages are asked for but the checkpoint has none, a
+      fake-quantized net (`--quantize`) meets a checkpoint without ranges,
+      or a variable is missing or of another shape.
   """
   report = checkpoints.restore(net, checkpoint,
                                use_moving_average=bool(moving_average_decay))
+  if report.fresh_ranges and getattr(net, 'quantized', False):
+    raise ValueError(
+        f'{checkpoint} has no quantization ranges ({report.fresh_ranges[0]}, '
+        '...): it was trained without --quantize_delay. Evaluate without '
+        '--quantize.')
   if moving_average_decay and not report.averaged:
     raise ValueError(
         f'{checkpoint} has no moving averages: it was trained without '

@@ -9,7 +9,7 @@ TensorFlow's converter (`tf.lite.TFLiteConverter`), in one of four variants:
 * `int8`: full-integer weights and activations, the ranges of the
   activations calibrated on preprocessed images (post-training quantization),
   or taken from the fake-quantization ranges a net trained with
-  `--quantize_delay` learned (quantization-aware training, `nets/quant.py`).
+  `--quantize_delay` learned (quantization-aware training, `nets/layers.py`).
 
 Every variant takes what the SavedModel's `predict_images` signature takes: a
 float32 `[batch, image_size, image_size, channels]` batch that already went
@@ -147,9 +147,10 @@ def convert(net, *, image_size, channels=3, quantize='none',
     quantize: One of `QUANTIZE_MODES`.
     calibration_images: For `int8`: an iterable of float32 preprocessed images
       `[image_size, image_size, channels]` (or batches of them) whose
-      activation ranges calibrate the quantization. Not needed when the net
-      fake-quantizes itself (trained with `--quantize_delay`), whose learned
-      ranges are then used.
+      activation ranges calibrate the quantization. A net that
+      fake-quantizes itself (trained with `--quantize_delay`, `net.quantized`)
+      keeps the ranges it learned; it needs calibration images only for the
+      tensors outside its layers (residual sums, concatenations).
     io_type: 'float32', or 'uint8' (int8 only) for integer input and output.
 
   Returns:
@@ -158,7 +159,7 @@ def convert(net, *, image_size, channels=3, quantize='none',
   Raises:
     ValueError: for an unknown `quantize` or `io_type`, uint8 I/O without
       int8, or int8 without calibration images for a net that does not
-      fake-quantize.
+      fake-quantize, or whose tensors outside the layers need them.
   """
   if quantize not in QUANTIZE_MODES:
     raise ValueError(f'quantize={quantize!r}; valid: '
@@ -179,15 +180,37 @@ def convert(net, *, image_size, channels=3, quantize='none',
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
   if quantize == 'float16':
     converter.target_spec.supported_types = [tf.float16]
-  if quantize == 'int8':
+  if quantize == 'int8' and calibration_images is not None:
+    # With FakeQuant ops in the graph (a net trained with --quantize_delay)
+    # the converter keeps their ranges and calibrates only the tensors
+    # without one (sums and concatenations outside the layers).
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if calibration_images is not None:
-      converter.representative_dataset = _representative(
-          calibration_images, image_size, channels)
+    converter.representative_dataset = _representative(
+        calibration_images, image_size, channels)
     if io_type == 'uint8':
       converter.inference_input_type = tf.uint8
       converter.inference_output_type = tf.uint8
-  return converter.convert()
+  model = converter.convert()
+  if quantize == 'int8' and calibration_images is None:
+    # The FakeQuant ops alone: every tensor needs one of their ranges.
+    floats = _inner_float_tensors(model)
+    if floats:
+      raise ValueError(
+          f'{len(floats)} tensors of {net.name} lie outside its fake-'
+          f'quantized layers and have no learned range (e.g. {floats[0]}): '
+          'pass calibration images (--dataset_name and --dataset_dir) to '
+          'calibrate them; the learned ranges are kept.')
+  return model
+
+
+def _inner_float_tensors(model):
+  """Names of the float32 tensors of `model` other than its input/output."""
+  cls, runtime = interpreter_class()
+  interpreter = _new_interpreter(cls, runtime, model_content=model)
+  edges = {d['index'] for d in interpreter.get_input_details() +
+           interpreter.get_output_details()}
+  return [d['name'] for d in interpreter.get_tensor_details()
+          if d['dtype'] == np.float32 and d['index'] not in edges]
 
 
 def _representative(images, image_size, channels):

@@ -56,6 +56,7 @@ import tensorflow as tf
 
 from slimkit.deployment import checkpoints
 from slimkit.deployment import precision as precision_lib
+from slimkit.nets import layers
 
 # The weight of the auxiliary head's loss, as in TF-Slim's training script.
 AUX_LOSS_WEIGHT = 0.4
@@ -209,6 +210,10 @@ class TrainOptions:
       and checkpoints stay float32; float16 scales the loss.
     xla: Compile each clone's step with XLA (for GPUs and TPUs; on CPU it is
       usually slower).
+    quantize_delay: Quantization-aware training (TF-Slim's
+      `--quantize_delay`): from this global step on, the net runs with
+      fake-quantized weights and activations; None (or negative): never.
+      The ranges are saved with the net's variables (`.../act_quant/min`).
   """
   train_dir: str
   batch_size: int
@@ -227,6 +232,17 @@ class TrainOptions:
   skipped_records: Optional[tf.Variable] = None
   precision: str = 'float32'
   xla: bool = False
+  quantize_delay: Optional[int] = None
+
+
+def _fake_quantization(net, options):
+  """Adds the fake-quantization ranges to a built net (`quantize_delay`)."""
+  if options.quantize_delay is None or options.quantize_delay < 0:
+    return None
+  logging.info('Quantization-aware training from global step %d.',
+               options.quantize_delay)
+  return net.enable_fake_quant(
+      layers.FakeQuantization(delay=options.quantize_delay))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +422,7 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
       net = network_fn()
       net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
           training=False)
+      quantization = _fake_quantization(net, options)
     model_variables = list(net.weights)
     # Freezes the variables outside the scopes and the batch norms that have
     # no variable inside them (their statistics must not move either).
@@ -419,6 +436,8 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
     ema = (MovingAverage(model_variables, options.moving_average_decay)
            if options.moving_average_decay else None)
   global_step = optimizer.iterations
+  if quantization is not None:
+    quantization.bind_step(global_step)
   # Host-side record of the first bad step (-1: none), written in the
   # cross-replica part of the step.
   bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
@@ -766,6 +785,7 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
     net = network_fn()
     net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
         training=False)
+    quantization = _fake_quantization(net, options)
     model_variables = list(net.weights)
     checkpoints.apply_trainable_scopes(net, options.trainable_scopes)
     train_vars = list(net.trainable_variables)
@@ -774,6 +794,8 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
     ema = (MovingAverage(model_variables, options.moving_average_decay)
            if options.moving_average_decay else None)
   global_step = optimizer.iterations
+  if quantization is not None:
+    quantization.bind_step(global_step)
   items = dict(model_variables={v.path: v for v in model_variables},
                optimizer=optimizer, global_step=global_step)
   if ema is not None:

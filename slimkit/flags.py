@@ -13,9 +13,8 @@ values to the library:
   if __name__ == '__main__':
     app.run(main, flags_parser=slim_flags.parse_flags)
 
-Two TF 1 flags are accepted for old commands but do nothing; `obsolete_flag_
-warnings()` says what replaces them (`--master`, `--quantize_delay`,
-`--quantize`).
+`--master` (a TF 1 session target) is accepted for old commands but does
+nothing; `obsolete_flag_warnings()` says what replaces it.
 """
 
 import sys
@@ -37,12 +36,6 @@ OBSOLETE = {
     'master': ('', 'TF 1 session targets are gone; clones and workers are set '
                'with --num_clones and --worker_hosts/--ps_hosts or TF_CONFIG '
                '(tf.distribute); --master is ignored.'),
-    'quantize_delay': (-1, 'TF 1 graph-rewrite quantization is gone; quantize '
-                       'the trained model when exporting it (TFLite converter)'
-                       '; --quantize_delay is ignored.'),
-    'quantize': (False, 'TF 1 graph-rewrite quantization is gone; evaluate the '
-                 'float model, and quantize when exporting it (TFLite '
-                 'converter); --quantize is ignored.'),
 }
 
 
@@ -267,7 +260,13 @@ def define_training_flags():
   flags.DEFINE_integer('save_interval_secs', 600,
                        'Seconds between checkpoints.', lower_bound=0)
   flags.DEFINE_integer('quantize_delay', -1,
-                       'TF 1 quantization-aware training; ignored on TF 2.')
+                       'Quantization-aware training: from this global step '
+                       'on, train with weights and activations fake-quantized '
+                       'to 8 bits (activation ranges tracked as moving '
+                       'averages, saved as <scope>/act_quant/min|max; batch '
+                       'norm folded with its moving statistics, which then '
+                       'stop moving). -1: never. The int8 TFLite export of '
+                       'the checkpoint uses these ranges.', lower_bound=-1)
 
 
 def define_performance_flags():
@@ -317,7 +316,10 @@ def define_eval_flags():
   _register_validator('moving_average_decay', _valid_decay,
                       'must be in (0, 1)')
   flags.DEFINE_bool('quantize', False,
-                    'TF 1 quantized evaluation; ignored on TF 2.')
+                    'Evaluate a checkpoint trained with --quantize_delay as '
+                    'it runs quantized: weights and activations fake-'
+                    'quantized to 8 bits with its learned ranges (the '
+                    'simulation of its int8 TFLite export).')
   flags.DEFINE_integer('eval_interval_secs', None,
                        'Watch mode: evaluate each new checkpoint in the '
                        '--checkpoint_path directory, at most once per this '

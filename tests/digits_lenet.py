@@ -31,15 +31,26 @@ def convert(dataset_dir):
   return str(dataset_dir)
 
 
-def train(dataset_dir, train_dir, *, steps, seed=SEED, **options):
-  """Trains lenet on digits' train split; returns the `TrainResult`."""
+def train(dataset_dir, train_dir, *, steps, seed=SEED, net_options=None,
+          **options):
+  """Trains lenet on digits' train split; returns the `TrainResult`.
+
+  Args:
+    dataset_dir: The converted digits.
+    train_dir: The run's directory (a rerun resumes there).
+    steps: The global step to stop at.
+    seed: Seeds the initial weights, dropout and the data order.
+    net_options: More options of `LeNet` (e.g. `dropout_keep_prob`).
+    **options: More `TrainOptions` (e.g. `quantize_delay`).
+  """
   keras.utils.set_random_seed(seed)
   split = dataset_factory.get_split('digits', 'train', dataset_dir)
   preprocess = preprocessing_factory.get_preprocessing('lenet', True)
   return trainer.train(
       strategy=model_deploy.DeploymentConfig().strategy(),
       network_fn=lambda: nets_factory.get_network_fn(
-          'lenet', 10, weight_decay=0.0, is_training=True),
+          'lenet', 10, weight_decay=0.0, is_training=True,
+          **(net_options or {})),
       dataset_fn=lambda ctx: input_pipeline.make_dataset(
           split, preprocess, batch_size=BATCH, is_training=True,
           image_size=28, input_context=ctx, seed=seed, num_readers=1),
