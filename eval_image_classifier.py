@@ -11,9 +11,10 @@ Usage:
 Metrics are printed and written as TensorBoard summaries to `--eval_dir`.
 `--quantize` evaluates a checkpoint trained with `--quantize_delay` with its
 weights and activations fake-quantized to 8 bits (its learned ranges), as
-TF-Slim's quantized evaluation did. Watch mode, as TF-Slim's evaluation loop: with `--eval_interval_secs=N` the
-script evaluates each new checkpoint of the `--checkpoint_path` directory as
-training writes it, until `--eval_timeout_secs` pass without a new one.
+TF-Slim's quantized evaluation did. Watch mode, as TF-Slim's evaluation
+loop: with `--eval_interval_secs=N` the script evaluates each new checkpoint
+of the `--checkpoint_path` directory as training writes it, until
+`--eval_timeout_secs` pass without a new one.
 
 What you ship, evaluated the same way: `--tflite_model=F.tflite` (from
 `export_inference_graph.py --output_format=tflite`) runs the TFLite file in

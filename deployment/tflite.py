@@ -392,7 +392,7 @@ def export_tflite(net, output_file, *, image_size, channels=3,
 
 
 class TFLiteClassifier:
-  """A validated `.tflite` classifier: preprocessed images in, probabilities out.
+  """A checked `.tflite` classifier: preprocessed images in, probabilities out.
 
   Attributes:
     source: The path (or '<bytes>').

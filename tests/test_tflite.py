@@ -190,7 +190,8 @@ def test_export_and_classify_scripts(trained, tmp_path):
   output = tmp_path / 'lenet_int8.tflite'
   labels_file = os.path.join(trained['data'], 'labels.txt')
   result = _run('export_inference_graph.py', '--model_name=lenet',
-                '--num_classes=10', f'--checkpoint_path={trained["checkpoint"]}',
+                '--num_classes=10',
+                f'--checkpoint_path={trained["checkpoint"]}',
                 f'--labels_file={labels_file}', '--output_format=tflite',
                 f'--output_file={output}', '--quantize=int8',
                 '--dataset_name=digits', f'--dataset_dir={trained["data"]}',
@@ -304,7 +305,8 @@ def test_convert_refuses_bad_options(trained):
 def test_export_flags_are_checked_first(trained, tmp_path, args, message):
   output = tmp_path / 'never.tflite'
   result = _run('export_inference_graph.py', '--model_name=lenet',
-                '--num_classes=10', f'--checkpoint_path={trained["checkpoint"]}',
+                '--num_classes=10',
+                f'--checkpoint_path={trained["checkpoint"]}',
                 '--output_format=tflite', f'--output_file={output}', *args)
   assert result.returncode == 2, result.stderr[-2000:]
   assert message in result.stderr
