@@ -12,27 +12,43 @@ prints, per image:
     ...
 
 The SavedModel is what `export_inference_graph.py` writes; images are JPEG or
-PNG files of any size.
+PNG files of any size. With `--tflite_model=F.tflite` (written by
+`export_inference_graph.py --output_format=tflite`) the images are decoded and
+preprocessed as the file's metadata says, and classified by the TFLite
+interpreter:
+
+  python classify_image.py --tflite_model=/tmp/lenet_int8.tflite digit.png
 """
 
 from absl import app
 from absl import flags
 
+from slimkit import flags as slim_flags
 from slimkit.deployment import export
+from slimkit.deployment import tflite
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string('saved_model_dir', None, 'A SavedModel written by '
                     'export_inference_graph.py.')
+slim_flags.define_tflite_model_flag('classify with')
 
 
 def main(argv):
   paths = argv[1:]
-  if not FLAGS.saved_model_dir or not paths:
+  if bool(FLAGS.saved_model_dir) == bool(FLAGS.tflite_model) or not paths:
     raise app.UsageError(
-        'Usage: classify_image.py --saved_model_dir=DIR image.jpg [...]')
-  for path, top in zip(paths, export.classify_files(FLAGS.saved_model_dir,
-                                                    paths)):
+        'Usage: classify_image.py --saved_model_dir=DIR image.jpg [...]\n'
+        '   or: classify_image.py --tflite_model=F.tflite image.jpg [...]')
+  if FLAGS.tflite_model:
+    try:
+      results = tflite.classify_files(FLAGS.tflite_model, paths)
+    except (tflite.TFLiteModelError, tflite.MissingRuntimeError,
+            FileNotFoundError) as e:
+      slim_flags.fail(str(e), status=1)
+  else:
+    results = export.classify_files(FLAGS.saved_model_dir, paths)
+  for path, top in zip(paths, results):
     print(path)
     for name, class_id, probability in top:
       print(f'  {name} ({class_id}): {probability:.4f}')

@@ -22,6 +22,23 @@ trained with `--model_options` is exported with the same):
       --output_dir=/tmp/flowers_export
 
 then `python classify_image.py --saved_model_dir=/tmp/flowers_export x.jpg`.
+
+TensorFlow Lite (docs/tflite.md): `--output_format=tflite --output_file=F`
+with `--quantize=none|float16|dynamic|int8`. int8 calibrates the activation
+ranges on `--num_calibration_images` images of `--dataset_name/--dataset_dir/
+--dataset_split_name` (default train) after the net's eval preprocessing:
+
+  python export_inference_graph.py --model_name=lenet --num_classes=10 \
+      --checkpoint_path=/tmp/train --labels_file=/tmp/digits/labels.txt \
+      --output_format=tflite --output_file=/tmp/lenet_int8.tflite \
+      --quantize=int8 --dataset_name=digits --dataset_dir=/tmp/digits
+
+A checkpoint trained with `--quantize_delay` exports int8 with the ranges it
+learned (no calibration data needed). The file takes the preprocessed
+float32 batch (as `predict_images`) and
+returns the probabilities; the labels are stored in it. Then
+`python classify_image.py --tflite_model=/tmp/lenet_int8.tflite x.png` or
+`python eval_image_classifier.py --tflite_model=... --dataset_name=...`.
 """
 
 import os
@@ -31,10 +48,15 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
+from slimkit.datasets import dataset_factory
 from slimkit.datasets import dataset_utils
+from slimkit.datasets import input_pipeline
 from slimkit import flags as slim_flags
 from slimkit.deployment import checkpoints
+from slimkit.deployment import evaluator
 from slimkit.deployment import export
+from slimkit.deployment import tflite
+from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -44,7 +66,8 @@ flags.DEFINE_string('model_name', 'inception_v3', 'The name of the net to '
                     'export (see nets/nets_factory.py).')
 flags.DEFINE_string('checkpoint_path', None, 'A checkpoint (TF-Slim\'s or '
                     'ours), or a directory whose newest checkpoint is used.')
-flags.DEFINE_string('output_dir', None, 'Where to write the SavedModel.')
+flags.DEFINE_string('output_dir', None, 'Where to write the SavedModel '
+                    '(--output_format=saved_model).')
 flags.DEFINE_integer('image_size', None, 'Height and width of the net\'s '
                      'input; defaults to the net\'s default size.')
 flags.DEFINE_integer('num_classes', 1001, 'Number of classes of the '
@@ -60,6 +83,9 @@ flags.DEFINE_string('preprocessing_name', None, 'The preprocessing style; '
 flags.DEFINE_integer('channels', None, 'Channels of the input images; '
                      'defaults to what the checkpoint\'s first layer takes.')
 slim_flags.define_model_options_flag()
+slim_flags.define_tflite_flags()
+# The calibration images of --quantize=int8.
+slim_flags.define_dataset_flags(split_name='train')
 
 
 def _build(model_name, num_classes, image_size, channels, options):
@@ -69,17 +95,59 @@ def _build(model_name, num_classes, image_size, channels, options):
   return net
 
 
+def _calibration_split(quantization_aware):
+  """The split int8 calibrates on, checked before anything is computed."""
+  if FLAGS.output_format != 'tflite' or FLAGS.quantize != 'int8':
+    return None
+  if quantization_aware and not FLAGS.dataset_dir:
+    return None  # Unless a net has tensors outside its layers (it says so).
+  if not FLAGS.dataset_dir:
+    slim_flags.fail('--quantize=int8 calibrates the activation ranges on '
+                    'images: pass --dataset_name and --dataset_dir (and '
+                    '--dataset_split_name, default train).')
+  try:
+    split = dataset_factory.get_split(FLAGS.dataset_name,
+                                      FLAGS.dataset_split_name,
+                                      FLAGS.dataset_dir)
+    split.files()
+  except FileNotFoundError as e:
+    slim_flags.fail(f'--dataset_dir={FLAGS.dataset_dir}: {e}')
+  except ValueError as e:
+    slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
+  return split
+
+
+def _calibration_images(split, preprocess, image_size, channels):
+  dataset = input_pipeline.make_dataset(
+      split, preprocess, batch_size=1, is_training=False,
+      image_size=image_size,
+      num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+      use_grayscale=channels == 1 and
+      input_pipeline.output_channels(split) != 1)
+  for images, _ in dataset.take(FLAGS.num_calibration_images):
+    yield images.numpy()
+
+
 def main(argv):
   del argv
-  if not FLAGS.checkpoint_path or not FLAGS.output_dir:
+  if FLAGS.output_format == 'tflite':
+    if not FLAGS.checkpoint_path or not FLAGS.output_file:
+      raise app.UsageError('--checkpoint_path and --output_file are required '
+                           'with --output_format=tflite.')
+  elif not FLAGS.checkpoint_path or not FLAGS.output_dir:
     raise app.UsageError('--checkpoint_path and --output_dir are required.')
   try:
     entry = nets_factory.get_entry(FLAGS.model_name)
-    checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+    checkpoint = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
   except (ValueError, FileNotFoundError) as e:
     slim_flags.fail(str(e))
   # The net must be built as it was trained.
   options = slim_flags.model_options(FLAGS)
+  # A checkpoint trained with --quantize_delay brings its own ranges.
+  quantization_aware = (FLAGS.output_format == 'tflite' and
+                        FLAGS.quantize == 'int8' and
+                        checkpoints.has_quant_ranges(checkpoint))
+  split = _calibration_split(quantization_aware)
   image_size = FLAGS.image_size or entry.default_image_size
   channels = FLAGS.channels or 3
   net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels,
@@ -92,6 +160,8 @@ def main(argv):
         channels = stored
         net = _build(FLAGS.model_name, FLAGS.num_classes, image_size,
                      channels, options)
+    if quantization_aware:
+      net.enable_fake_quant(layers.FakeQuantization(always=True))
     report = checkpoints.restore(
         net, FLAGS.checkpoint_path,
         use_moving_average=FLAGS.moving_average_decay is not None)
@@ -106,16 +176,36 @@ def main(argv):
     labels = dataset_utils.read_label_file(
         os.path.dirname(FLAGS.labels_file) or '.',
         os.path.basename(FLAGS.labels_file))
-  preprocess = preprocessing_factory.get_preprocessing(
-      FLAGS.preprocessing_name or FLAGS.model_name, is_training=False)
-  export.export_saved_model(net, preprocess, FLAGS.output_dir,
-                            image_size=image_size, channels=channels,
-                            num_classes=FLAGS.num_classes,
-                            labels_to_names=labels)
-  logging.info('Wrote the SavedModel to %s', FLAGS.output_dir)
-  print(f'Exported {FLAGS.model_name} ({image_size}x{image_size}x{channels}, '
-        f'{FLAGS.num_classes} classes) to {FLAGS.output_dir}')
+  preprocessing_name = FLAGS.preprocessing_name or FLAGS.model_name
+  preprocess = preprocessing_factory.get_preprocessing(preprocessing_name,
+                                                       is_training=False)
+  described = (f'{FLAGS.model_name} ({image_size}x{image_size}x{channels}, '
+               f'{FLAGS.num_classes} classes)')
+  if FLAGS.output_format == 'saved_model':
+    export.export_saved_model(net, preprocess, FLAGS.output_dir,
+                              image_size=image_size, channels=channels,
+                              num_classes=FLAGS.num_classes,
+                              labels_to_names=labels)
+    logging.info('Wrote the SavedModel to %s', FLAGS.output_dir)
+    print(f'Exported {described} to {FLAGS.output_dir}')
+    return
+  calibration = (_calibration_images(split, preprocess, image_size, channels)
+                 if split is not None else None)
+  try:
+    exported = tflite.export_tflite(
+        net, FLAGS.output_file, image_size=image_size, channels=channels,
+        quantize=FLAGS.quantize, calibration_images=calibration,
+        io_type=FLAGS.tflite_io, num_classes=FLAGS.num_classes,
+        labels_to_names=labels, model_name=FLAGS.model_name,
+        preprocessing_name=preprocessing_name,
+        global_step=evaluator.checkpoint_step(checkpoint))
+  except (ValueError, OSError) as e:
+    slim_flags.fail(str(e), status=1)
+  print(f'Exported {described} as TFLite ({FLAGS.quantize}'
+        f'{", quantization-aware ranges" if quantization_aware else ""}'
+        f'{", uint8 I/O" if FLAGS.tflite_io == "uint8" else ""}) to '
+        f'{exported.path}: {exported.size_bytes} bytes')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=slim_flags.parse_flags)

@@ -50,6 +50,9 @@ setuptools.setup(
         'matplotlib',
     ],
     extras_require={
+        # The maintained TFLite runtime (LiteRT). TensorFlow 2.21 still
+        # bundles a deprecated tf.lite.Interpreter, used when this is absent.
+        'tflite': ['ai-edge-litert'],
         'test': [
             'pytest',
             # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write them).

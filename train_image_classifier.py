@@ -239,7 +239,9 @@ def main(argv):
       ignore_missing_vars=FLAGS.ignore_missing_vars,
       skipped_records=skipped, precision=FLAGS.precision, xla=FLAGS.xla,
       random_seed=random_seed, eval_every_n_steps=FLAGS.eval_every_n_steps,
-      validation_max_batches=FLAGS.validation_max_batches)
+      validation_max_batches=FLAGS.validation_max_batches,
+      quantize_delay=(FLAGS.quantize_delay if FLAGS.quantize_delay >= 0
+                      else None))
 
   if cluster.is_chief:  # The other workers leave train_dir alone.
     try:

@@ -43,6 +43,8 @@ import tensorflow as tf
 
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from slimkit.nets import layers as slim_layers
+
 # The key under which tf.train.Checkpoint stores its object graph; only
 # object-based checkpoints have it.
 OBJECT_GRAPH_KEY = '_CHECKPOINTABLE_OBJECT_GRAPH'
@@ -83,6 +85,9 @@ class RestoreReport:
     missing: Variables the checkpoint lacks, left at their initial values
       (only with `ignore_missing_vars`; otherwise `restore` raises).
     averaged: The subset of `restored` read from moving-average shadows.
+    fresh_ranges: Fake-quantization ranges (`.../act_quant/min`, ...) of a
+      quantization-aware net that the checkpoint lacks (a float or TF-Slim
+      checkpoint): never an error; training tracks them from its first step.
   """
   checkpoint_path: str
   checkpoint_format: str
@@ -90,6 +95,7 @@ class RestoreReport:
   excluded: Tuple[str, ...] = ()
   missing: Tuple[str, ...] = ()
   averaged: Tuple[str, ...] = ()
+  fresh_ranges: Tuple[str, ...] = ()
 
   def summary(self):
     """Returns a one-paragraph account for the training or evaluation log."""
@@ -104,6 +110,10 @@ class RestoreReport:
     if self.missing:
       lines.append('Missing (left at their initial values): ' +
                    _abbreviate(self.missing))
+    if self.fresh_ranges:
+      lines.append(f'{len(self.fresh_ranges)} quantization ranges are not in '
+                   'the checkpoint; they are tracked from the first training '
+                   'step.')
     return '\n'.join(lines)
 
 
@@ -263,6 +273,7 @@ def restore(model, checkpoint_path, *, exclude_scopes=(),
   exclude_scopes = parse_scopes(exclude_scopes)
 
   excluded, missing, mismatched, plan, averaged = [], [], [], [], []
+  fresh = []
   for name, variable in variables.items():
     if in_scopes(name, exclude_scopes):
       excluded.append(name)
@@ -271,6 +282,11 @@ def restore(model, checkpoint_path, *, exclude_scopes=(),
     if use_moving_average and name in ema_keys:
       key = ema_keys[name]
       averaged.append(name)
+    if key is None and slim_layers.is_quant_range(name):
+      # Fine-tuning a float checkpoint with --quantize_delay: the ranges
+      # start from the data, not from the checkpoint.
+      fresh.append(name)
+      continue
     if key is None:
       missing.append(name)
       continue
@@ -293,9 +309,24 @@ def restore(model, checkpoint_path, *, exclude_scopes=(),
   report = RestoreReport(
       checkpoint_path=path, checkpoint_format=fmt,
       restored=tuple(name for name, _, _ in plan), excluded=tuple(excluded),
-      missing=tuple(missing), averaged=tuple(averaged))
+      missing=tuple(missing), averaged=tuple(averaged),
+      fresh_ranges=tuple(fresh))
   logging.info('%s', report.summary())
   return report
+
+
+def has_quant_ranges(checkpoint_path):
+  """Whether a checkpoint holds fake-quantization ranges (trained with QAT)."""
+  path = resolve_checkpoint(checkpoint_path)
+  reader = tf.train.load_checkpoint(path)
+  if checkpoint_format(reader) == NAME_BASED:
+    names = reader.get_variable_to_shape_map()
+  else:
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    names = [child.local_name for node in graph.nodes
+             for child in node.children]
+  return any(slim_layers.is_quant_range(name) for name in names)
 
 
 def input_channels(model, checkpoint_path, object_root='model'):

@@ -21,6 +21,7 @@ import weakref
 from typing import Optional
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from slimkit.deployment import checkpoints
@@ -73,11 +74,17 @@ def restore_for_eval(net, checkpoint, moving_average_decay=None):
   or TF-Slim's `<name>/ExponentialMovingAverage` shadows.
 
   Raises:
-    ValueError: when averages are asked for but the checkpoint has none, or
-      when a variable is missing or of another shape.
+    ValueError: when averages are asked for but the checkpoint has none, a
+      fake-quantized net (`--quantize`) meets a checkpoint without ranges,
+      or a variable is missing or of another shape.
   """
   report = checkpoints.restore(net, checkpoint,
                                use_moving_average=bool(moving_average_decay))
+  if report.fresh_ranges and getattr(net, 'quantized', False):
+    raise ValueError(
+        f'{checkpoint} has no quantization ranges ({report.fresh_ranges[0]}, '
+        '...): it was trained without --quantize_delay. Evaluate without '
+        '--quantize.')
   if moving_average_decay and not report.averaged:
     raise ValueError(
         f'{checkpoint} has no moving averages: it was trained without '
@@ -120,24 +127,46 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     raise UnreadableCheckpointError(
         f'Checkpoint {checkpoint} cannot be read: {type(e).__name__}: '
         f'{message.splitlines()[0] if message else ""}') from None
-  skipped_before = (int(options.skipped_records.numpy())
-                    if options.skipped_records is not None else 0)
-  metrics = evaluate_net(net, dataset)
-  metrics.update(global_step=step, checkpoint=checkpoint)
-  if options.skipped_records is not None:
-    metrics['skipped_records'] = (int(options.skipped_records.numpy()) -
-                                  skipped_before)
-    logging.info('Skipped %d corrupt record(s) (--skip_corrupt_records).',
-                 metrics['skipped_records'])
-  logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
-               '%.4f, Recall_5 = %.4f, loss = %.4f', checkpoint, step,
-               metrics['num_examples'], metrics['Accuracy'],
-               metrics['Recall_5'], metrics['loss'])
-  if options.eval_dir:
-    writer = tf.summary.create_file_writer(options.eval_dir)
-    write_summaries(writer, metrics, step)
-    writer.close()
-  return metrics
+  return _run_metrics(_cached_metric_step(net), dataset, options,
+                      global_step=step, source=checkpoint)
+
+
+def evaluate_predictions(*, predict_fn, dataset_fn, options=EvalOptions(),
+                         global_step=0, source=''):
+  """Evaluates any classifier outside TensorFlow as a checkpoint is evaluated.
+
+  The same ordered pass, metrics, log line and summaries as
+  `evaluate_checkpoint`, for a model that is not a Keras net (a TFLite file).
+
+  Args:
+    predict_fn: `(numpy float32 images) -> numpy logits [batch, classes]`
+      (for a model returning probabilities `p`, `log(p)`: the softmax
+      cross-entropy of `log(p)` is that of `p`).
+    dataset_fn: `() -> tf.data.Dataset` of `(images, labels)` batches.
+    options: `EvalOptions` (`moving_average_decay` must be None).
+    global_step: The step the summaries are written at.
+    source: What is evaluated, for the log (stored as `checkpoint`).
+
+  Returns:
+    The dict `evaluate_checkpoint` returns.
+
+  Raises:
+    ValueError: when the data has no example or labels exceed the logits.
+  """
+  if options.moving_average_decay:
+    raise ValueError(f'{source}: moving averages belong to checkpoints; '
+                     'evaluate without --moving_average_decay.')
+  dataset = dataset_fn()
+  if options.max_num_batches:
+    dataset = dataset.take(options.max_num_batches)
+  sums = tf.function(_metric_sums, reduce_retracing=True)
+
+  def step_fn(images, labels):
+    logits = np.asarray(predict_fn(images.numpy()), np.float32)
+    return sums(tf.constant(logits), labels)
+
+  return _run_metrics(step_fn, dataset, options, global_step=int(global_step),
+                      source=source)
 
 
 def evaluate_net(net, dataset):
@@ -157,7 +186,11 @@ def evaluate_net(net, dataset):
   Raises:
     ValueError: when the data has no example or labels exceed the logits.
   """
-  step_fn = _cached_metric_step(net)
+  return _totals(_cached_metric_step(net), dataset)
+
+
+def _totals(step_fn, dataset):
+  """The metrics of `step_fn`'s per-batch sums over `dataset`."""
   correct = in_top5 = 0
   loss_sum = 0.0
   count = 0
@@ -171,6 +204,28 @@ def evaluate_net(net, dataset):
     raise ValueError('The evaluation data has no example.')
   return {'Accuracy': correct / count, 'Recall_5': in_top5 / count,
           'loss': loss_sum / count, 'num_examples': count}
+
+
+def _run_metrics(step_fn, dataset, options, *, global_step, source):
+  """Runs `step_fn` over `dataset`; logs and writes the metrics."""
+  skipped_before = (int(options.skipped_records.numpy())
+                    if options.skipped_records is not None else 0)
+  metrics = _totals(step_fn, dataset)
+  metrics.update(global_step=global_step, checkpoint=source)
+  if options.skipped_records is not None:
+    metrics['skipped_records'] = (int(options.skipped_records.numpy()) -
+                                  skipped_before)
+    logging.info('Skipped %d corrupt record(s) (--skip_corrupt_records).',
+                 metrics['skipped_records'])
+  logging.info('Evaluated %s (global step %d) on %d examples: Accuracy = '
+               '%.4f, Recall_5 = %.4f, loss = %.4f', source, global_step,
+               metrics['num_examples'], metrics['Accuracy'],
+               metrics['Recall_5'], metrics['loss'])
+  if options.eval_dir:
+    writer = tf.summary.create_file_writer(options.eval_dir)
+    write_summaries(writer, metrics, global_step)
+    writer.close()
+  return metrics
 
 
 def write_summaries(writer, metrics, step):
@@ -199,23 +254,28 @@ def _metric_step(net):
   @tf.function
   def step(images, labels):
     logits, _ = net(images, training=False)
-    logits = tf.cast(logits, tf.float32)
-    num_classes = tf.shape(logits)[-1]
-    labels = tf.cast(labels, tf.int32)
-    tf.debugging.assert_less(
-        labels, num_classes,
-        message='a label is >= the number of logits; check --labels_offset '
-        'and --dataset_name')
-    k = tf.minimum(5, num_classes)
-    top1 = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
-    _, topk = tf.math.top_k(logits, k=k)
-    top5 = tf.reduce_any(tf.equal(topk, labels[:, None]), axis=-1)
-    loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
-                                                          logits=logits)
-    return (tf.reduce_sum(tf.cast(top1, tf.int64)),
-            tf.reduce_sum(tf.cast(top5, tf.int64)), tf.reduce_sum(loss),
-            tf.shape(labels, out_type=tf.int64)[0])
+    return _metric_sums(logits, labels)
   return step
+
+
+def _metric_sums(logits, labels):
+  """Correct top-1 and top-5 counts, summed loss and count of one batch."""
+  logits = tf.cast(logits, tf.float32)
+  num_classes = tf.shape(logits)[-1]
+  labels = tf.cast(labels, tf.int32)
+  tf.debugging.assert_less(
+      labels, num_classes,
+      message='a label is >= the number of logits; check --labels_offset '
+      'and --dataset_name')
+  k = tf.minimum(5, num_classes)
+  top1 = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), labels)
+  _, topk = tf.math.top_k(logits, k=k)
+  top5 = tf.reduce_any(tf.equal(topk, labels[:, None]), axis=-1)
+  loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                        logits=logits)
+  return (tf.reduce_sum(tf.cast(top1, tf.int64)),
+          tf.reduce_sum(tf.cast(top5, tf.int64)), tf.reduce_sum(loss),
+          tf.shape(labels, out_type=tf.int64)[0])
 
 
 def watch(*, network_fn, dataset_fn, checkpoint_dir, options=EvalOptions(),

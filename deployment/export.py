@@ -111,17 +111,32 @@ class ClassifierModule(tf.Module):
     Returns:
       A float32 `[batch, image_size, image_size, channels]` tensor.
     """
-    def one(encoded):
-      # expand_animations=False gives a GIF's first frame a static rank of 3.
-      image = tf.io.decode_image(encoded, channels=self.channels,
-                                 expand_animations=False)
-      image = self._preprocess_fn(image, self.image_size, self.image_size)
-      image = tf.cast(image, tf.float32)
-      return tf.ensure_shape(
-          image, [self.image_size, self.image_size, self.channels])
+    return tf.map_fn(
+        lambda encoded: decode_and_preprocess(
+            encoded, self._preprocess_fn, self.image_size, self.image_size,
+            self.channels),
+        images, fn_output_signature=tf.TensorSpec(
+            [self.image_size, self.image_size, self.channels], tf.float32))
 
-    return tf.map_fn(one, images, fn_output_signature=tf.TensorSpec(
-        [self.image_size, self.image_size, self.channels], tf.float32))
+
+def decode_and_preprocess(encoded, preprocess_fn, height, width, channels):
+  """Decodes one encoded JPEG/PNG/GIF/BMP and runs the eval preprocessing.
+
+  Args:
+    encoded: A scalar string tensor, the file's bytes.
+    preprocess_fn: `fn(image, height, width)` (the net's eval preprocessing).
+    height: Output height.
+    width: Output width.
+    channels: Channels to decode to (1 or 3).
+
+  Returns:
+    A float32 `[height, width, channels]` tensor.
+  """
+  # expand_animations=False gives a GIF's first frame a static rank of 3.
+  image = tf.io.decode_image(encoded, channels=channels,
+                             expand_animations=False)
+  image = tf.cast(preprocess_fn(image, height, width), tf.float32)
+  return tf.ensure_shape(image, [height, width, channels])
 
 
 def export_saved_model(net, preprocess_fn, output_dir, *, image_size,

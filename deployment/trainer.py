@@ -62,6 +62,7 @@ from slimkit.deployment import checkpoints
 from slimkit.deployment import evaluator
 from slimkit.deployment import loss_watch
 from slimkit.deployment import precision as precision_lib
+from slimkit.nets import layers
 
 # The weight of the auxiliary head's loss, as in TF-Slim's training script.
 AUX_LOSS_WEIGHT = 0.4
@@ -229,6 +230,10 @@ class TrainOptions:
       `train_dir/validation` at that step. None: no validation. It does not
       change training: it draws no random numbers and moves no statistic.
     validation_max_batches: Evaluate at most this many batches (None: all).
+    quantize_delay: Quantization-aware training (TF-Slim's
+      `--quantize_delay`): from this global step on, the net runs with
+      fake-quantized weights and activations; None (or negative): never.
+      The ranges are saved with the net's variables (`.../act_quant/min`).
   """
   train_dir: str
   batch_size: int
@@ -250,6 +255,17 @@ class TrainOptions:
   random_seed: Optional[int] = None
   eval_every_n_steps: Optional[int] = None
   validation_max_batches: Optional[int] = None
+  quantize_delay: Optional[int] = None
+
+
+def _fake_quantization(net, options):
+  """Adds the fake-quantization ranges to a built net (`quantize_delay`)."""
+  if options.quantize_delay is None or options.quantize_delay < 0:
+    return None
+  logging.info('Quantization-aware training from global step %d.',
+               options.quantize_delay)
+  return net.enable_fake_quant(
+      layers.FakeQuantization(delay=options.quantize_delay))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -451,6 +467,7 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
       _, end_points = net(
           tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
           training=False)
+      quantization = _fake_quantization(net, options)
     has_aux = end_points.get('AuxLogits') is not None
     model_variables = list(net.weights)
     # Freezes the variables outside the scopes and the batch norms that have
@@ -465,6 +482,8 @@ def _train_replicated(*, strategy, network_fn, dataset_fn, optimizer_fn,
     ema = (MovingAverage(model_variables, options.moving_average_decay)
            if options.moving_average_decay else None)
   global_step = optimizer.iterations
+  if quantization is not None:
+    quantization.bind_step(global_step)
   # Host-side record of the first bad step (-1: none), written in the
   # cross-replica part of the step.
   bad_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
@@ -908,6 +927,7 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
     net = network_fn()
     net(tf.zeros([1] + list(image_spec.shape[1:]), image_spec.dtype),
         training=False)
+    quantization = _fake_quantization(net, options)
     model_variables = list(net.weights)
     checkpoints.apply_trainable_scopes(net, options.trainable_scopes)
     train_vars = list(net.trainable_variables)
@@ -916,6 +936,8 @@ def _train_with_coordinator(*, strategy, network_fn, dataset_fn, optimizer_fn,
     ema = (MovingAverage(model_variables, options.moving_average_decay)
            if options.moving_average_decay else None)
   global_step = optimizer.iterations
+  if quantization is not None:
+    quantization.bind_step(global_step)
   items = dict(model_variables={v.path: v for v in model_variables},
                optimizer=optimizer, global_step=global_step)
   if ema is not None:

@@ -26,8 +26,19 @@ tensor `w` is `wd * sum(w ** 2) / 2`.
 Activations are named in one registry, `ACTIVATIONS`, which every net's
 `activation` option draws on; `same_width` gives the one to use where a
 tensor's channel count is fixed (crelu doubles it elsewhere).
+
+Quantization-aware training (TF-Slim's `--quantize_delay`): `FakeQuantization`
+switched on in a built net (`Network.enable_fake_quant`) makes every one of
+these layers, from a global step on, compute with its weights fake-quantized
+to 8 bits (symmetric, per output channel, from their current range) and its
+output fake-quantized to 8 bits with a range tracked as an exponential moving
+average of the batch's min and max (`<scope>/act_quant/min`, `.../max`, the
+names TF-Slim's `contrib.quantize` gave them). A layer with batch norm folds
+it into its weights first, with the moving statistics, as TFLite runs it; its
+statistics stop moving once quantization starts. See docs/tflite.md.
 """
 
+import contextlib
 import dataclasses
 import functools
 import typing
@@ -121,6 +132,16 @@ class BatchNorm(keras.layers.BatchNormalization):
       self.moving_variance.assign(variance)
     return tf.cast(outputs, self.compute_dtype)
 
+  def folding(self):
+    """`(scale, offset)` with `norm(x) = x * scale + offset` at inference."""
+    gamma = self.gamma if self.scale else 1.0
+    scale = gamma * tf.math.rsqrt(
+        self.moving_variance + max(self.epsilon, _MIN_FUSED_EPSILON))
+    offset = -self.moving_mean * scale
+    if self.center:
+      offset += self.beta
+    return scale, offset
+
 
 def batch_norm(decay=0.999, epsilon=0.001, center=True, scale=False,
                name='BatchNorm', **kwargs):
@@ -212,6 +233,112 @@ def same_width(activation):
   return get_activation(activation)
 
 
+# The suffixes of the range variables quantization-aware training adds; a
+# checkpoint without them (float training, TF-Slim) still restores.
+QUANT_RANGE_SUFFIXES = ('/act_quant/min', '/act_quant/max',
+                        '/input_quant/min', '/input_quant/max')
+
+
+def is_quant_range(name):
+  """Whether variable `name` is a fake-quantization range."""
+  return name.endswith(QUANT_RANGE_SUFFIXES)
+
+
+class FakeQuantization:
+  """When a net fake-quantizes: from a global step on, or always.
+
+  Attributes:
+    delay: The global step from which training is quantized.
+    ema_decay: Decay of the moving average of the activation ranges
+      (TF-Slim's 0.999).
+    num_bits: Bits of weights and activations (8, what TFLite runs).
+    always: Quantize every call (evaluation with `--quantize`, export); else
+      only from `delay` on, once a step is bound.
+  """
+
+  def __init__(self, delay=0, *, ema_decay=0.999, num_bits=8, always=False):
+    self.delay = int(delay)
+    self.ema_decay = float(ema_decay)
+    self.num_bits = int(num_bits)
+    self.always = bool(always)
+    self._step = None
+
+  def bind_step(self, step):
+    """Quantizes from `step >= delay` on (`step` a variable, read each call)."""
+    self._step = step
+
+  def active(self):
+    """True, False, or a boolean tensor of the bound step."""
+    if self.always:
+      return True
+    if self._step is None:
+      return False
+    return tf.greater_equal(tf.cast(self._step, tf.int64), self.delay)
+
+
+class ActivationRange:
+  """The tracked range `[min, max]` of one tensor, as two variables."""
+
+  def __init__(self, path):
+    with contextlib.ExitStack() as scopes:
+      for part in path.split('/'):
+        scopes.enter_context(keras.name_scope(part))
+      # Replicas write the mean of their batch ranges.
+      self.min = keras.Variable(0.0, name='min', trainable=False,
+                                aggregation='mean')
+      self.max = keras.Variable(0.0, name='max', trainable=False,
+                                aggregation='mean')
+
+  def track(self, x, decay):
+    """Moves the range towards the batch's (set to it on the first batch)."""
+    x = tf.cast(x, tf.float32)
+    low, high = tf.reduce_min(x), tf.reduce_max(x)
+    fresh = self.max.value <= self.min.value
+    self.min.assign(tf.where(fresh, low, decay * self.min.value +
+                             (1.0 - decay) * low))
+    self.max.assign(tf.where(fresh, high, decay * self.max.value +
+                             (1.0 - decay) * high))
+
+  def quantize(self, x, num_bits):
+    # TFLite's zero point must be exactly representable: the range holds 0.
+    low = tf.minimum(self.min.value, 0.0)
+    high = tf.maximum(self.max.value, low + 1e-6)
+    y = tf.quantization.fake_quant_with_min_max_vars(
+        tf.cast(x, tf.float32), low, high, num_bits=num_bits)
+    return tf.cast(y, x.dtype)
+
+
+def quantize_weights(kernel, num_bits, depthwise=False, per_channel=True):
+  """Fake-quantizes a kernel symmetrically, as TFLite's int8 kernels take it.
+
+  Args:
+    kernel: `[..., outputs]`, or a depthwise `[h, w, in, multiplier]`
+      (whose TFLite output channels are `in * multiplier`).
+    num_bits: Bits (8).
+    depthwise: Whether `kernel` is a depthwise kernel.
+    per_channel: One scale per output channel (convolutions), or one for
+      the tensor (fully connected: TFLite transposes the matmul weights, and
+      the converter refuses a per-channel range on the other axis).
+
+  Returns:
+    The kernel on the grid `scale * k`, `|k| <= 2 ** (num_bits - 1) - 1`.
+  """
+  if not per_channel:
+    bound = tf.maximum(tf.stop_gradient(tf.reduce_max(tf.abs(kernel))), 1e-8)
+    return tf.quantization.fake_quant_with_min_max_vars(
+        kernel, -bound, bound, num_bits=num_bits, narrow_range=True)
+  shape = tf.shape(kernel)
+  flat = (tf.reshape(kernel, tf.concat([shape[:2], [-1]], 0)) if depthwise
+          else kernel)
+  axes = list(range(len(flat.shape) - 1))
+  bound = tf.maximum(tf.stop_gradient(tf.reduce_max(tf.abs(flat), axis=axes)),
+                     1e-8)
+  quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+      flat, -bound, bound, num_bits=num_bits, narrow_range=True)
+  return tf.reshape(quantized, shape) if depthwise else quantized
+
+
+
 class _SlimLayer(keras.layers.Layer):
   """Shared parts of the weight layers: bias or batch norm, then activation."""
 
@@ -229,6 +356,8 @@ class _SlimLayer(keras.layers.Layer):
     # A normalizer replaces the bias, as in slim (biases only without one).
     self.norm = normalizer() if normalizer is not None else None
     self.biases = None
+    self._quantization = None
+    self._act_range = None
 
   def _add_biases(self, num_outputs):
     if self.norm is None and self.biases_initializer is not None:
@@ -245,6 +374,75 @@ class _SlimLayer(keras.layers.Layer):
     if self.activation is not None:
       x = self.activation(x)
     return x
+
+  # Subclasses: `_kernels()` lists the kernels in order, `_linear(x,
+  # kernels)` applies them, `_fold(kernel, scale)` scales the last one's
+  # output channels and `_depthwise` says which kernels are depthwise.
+  _depthwise = (False,)
+  _per_channel = True
+
+  def _fold(self, kernel, scale):
+    return kernel * scale
+
+  def call(self, x, training=None):
+    if self._quantization is None:
+      return self._finish(self._linear(x, self._kernels()), training)
+    return self._fake_quantized_call(x, training)
+
+  def enable_fake_quant(self, quantization):
+    """Adds `<scope>/act_quant/{min,max}` and quantizes from then on.
+
+    Args:
+      quantization: The net's `FakeQuantization`.
+    """
+    scope = self._kernels()[0].path.rsplit('/', 1)[0]
+    # Keras locks a built layer's state; its own post-build quantization
+    # (`Layer.quantize`) unlocks the tracker the same way.
+    self._tracker.unlock()
+    try:
+      self._act_range = ActivationRange(scope + '/act_quant')
+      self.act_quant_min = self._act_range.min
+      self.act_quant_max = self._act_range.max
+    finally:
+      self._tracker.lock()
+    self._quantization = quantization
+
+  def _quantized_output(self, x):
+    """The layer with quantized (batch-norm-folded) weights, before the output
+    quantization; batch norm runs in inference mode (statistics fixed)."""
+    q = self._quantization
+    kernels = list(self._kernels())
+    bias = self.biases
+    if self.norm is not None:
+      scale, bias = self.norm.folding()
+      kernels[-1] = self._fold(kernels[-1], scale)
+    kernels = [tf.cast(quantize_weights(k, q.num_bits, depthwise,
+                                        self._per_channel), x.dtype)
+               for k, depthwise in zip(kernels, self._depthwise)]
+    x = self._linear(x, kernels)
+    if bias is not None:
+      x = tf.nn.bias_add(x, tf.cast(bias, x.dtype))
+    if self.activation is not None:
+      x = self.activation(x)
+    return x
+
+  def _fake_quantized_call(self, x, training):
+    q = self._quantization
+    active = q.active()
+    float_path = lambda: self._finish(self._linear(x, self._kernels()),
+                                      training)
+    if isinstance(active, bool):
+      y = self._quantized_output(x) if active else float_path()
+    else:
+      y = tf.cond(active, lambda: self._quantized_output(x), float_path)
+    if training:
+      # Tracked from the first step, so the range is ready when the
+      # quantization starts (as TF-Slim's moving-average quantizer).
+      self._act_range.track(y, q.ema_decay)
+    if isinstance(active, bool):
+      return self._act_range.quantize(y, q.num_bits) if active else y
+    return tf.cond(active, lambda: self._act_range.quantize(y, q.num_bits),
+                   lambda: y)
 
 
 class Conv2D(_SlimLayer):
@@ -290,10 +488,12 @@ class Conv2D(_SlimLayer):
         regularizer=self.weights_regularizer)
     self._add_biases(self.num_outputs)
 
-  def call(self, x, training=None):
-    x = tf.nn.conv2d(x, tf.cast(self.kernel, x.dtype), strides=self.stride,
-                     padding=self.padding, dilations=self.rate)
-    return self._finish(x, training)
+  def _kernels(self):
+    return (self.kernel,)
+
+  def _linear(self, x, kernels):
+    return tf.nn.conv2d(x, tf.cast(kernels[0], x.dtype), strides=self.stride,
+                        padding=self.padding, dilations=self.rate)
 
 
 class SeparableConv2D(_SlimLayer):
@@ -359,17 +559,30 @@ class SeparableConv2D(_SlimLayer):
       outputs = self.num_outputs
     self._add_biases(outputs)
 
-  def call(self, x, training=None):
-    strides = (1,) + self.stride + (1,)
-    depthwise = tf.cast(self.depthwise_kernel, x.dtype)
+  @property
+  def _depthwise(self):
+    return (True,) if self.pointwise_kernel is None else (True, False)
+
+  def _kernels(self):
     if self.pointwise_kernel is None:
-      x = tf.nn.depthwise_conv2d(x, depthwise, strides=strides,
-                                 padding=self.padding, dilations=self.rate)
-    else:
-      x = tf.nn.separable_conv2d(
-          x, depthwise, tf.cast(self.pointwise_kernel, x.dtype),
-          strides=strides, padding=self.padding, dilations=self.rate)
-    return self._finish(x, training)
+      return (self.depthwise_kernel,)
+    return (self.depthwise_kernel, self.pointwise_kernel)
+
+  def _fold(self, kernel, scale):
+    if self.pointwise_kernel is None:
+      # Output channel c * multiplier + m is depthwise_kernel[..., c, m].
+      return kernel * tf.reshape(scale, kernel.shape[2:])
+    return kernel * scale
+
+  def _linear(self, x, kernels):
+    strides = (1,) + self.stride + (1,)
+    depthwise = tf.cast(kernels[0], x.dtype)
+    if len(kernels) == 1:
+      return tf.nn.depthwise_conv2d(x, depthwise, strides=strides,
+                                    padding=self.padding, dilations=self.rate)
+    return tf.nn.separable_conv2d(
+        x, depthwise, tf.cast(kernels[1], x.dtype), strides=strides,
+        padding=self.padding, dilations=self.rate)
 
 
 class FullyConnected(_SlimLayer):
@@ -404,9 +617,13 @@ class FullyConnected(_SlimLayer):
         regularizer=self.weights_regularizer)
     self._add_biases(self.num_outputs)
 
-  def call(self, x, training=None):
-    x = tf.matmul(x, tf.cast(self.kernel, x.dtype))
-    return self._finish(x, training)
+  _per_channel = False
+
+  def _kernels(self):
+    return (self.kernel,)
+
+  def _linear(self, x, kernels):
+    return tf.matmul(x, tf.cast(kernels[0], x.dtype))
 
 
 def max_pool2d(x, kernel_size, stride=2, padding='VALID'):

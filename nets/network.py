@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from slimkit import seeds
-from slimkit.nets import layers
+from slimkit.nets import layers as slim_layers
 
 
 class Network(keras.Model):
@@ -43,6 +43,8 @@ class Network(keras.Model):
     self.is_training = is_training
     self._net_config = dict(config or {})
     self._draws = seeds.Draws()  # set anew by every call
+    self.fake_quantization = None
+    self._input_range = None
 
   def call(self, images, training=None, seed=None):
     """Runs the net.
@@ -63,14 +65,73 @@ class Network(keras.Model):
       training = self.is_training
     # The draws of this call, for `dropout`; each call starts afresh.
     self._draws = seeds.Draws(seed)
+    if self._input_range is not None:
+      images = self._quantized_input(images, bool(training))
     return self.forward(images, bool(training))
+
+  def enable_fake_quant(self, quantization):
+    """Fake-quantizes the built net from now on (quantization-aware training).
+
+    Every slim layer gets its `<scope>/act_quant/{min,max}` range and
+    quantizes its weights and output while `quantization.active()`; the
+    input gets `<net scope>/input_quant/{min,max}` (a TFLite int8 model
+    quantizes its float input with it). Call after the first call built the
+    variables and before restoring a checkpoint.
+
+    Args:
+      quantization: A `layers.FakeQuantization`.
+
+    Returns:
+      `quantization`.
+
+    Raises:
+      ValueError: when the net is not built, or already quantized.
+    """
+    if not self.weights:
+      raise ValueError(f'{self.name} has no variables yet: call it on a batch '
+                       'before enabling fake quantization.')
+    if self.fake_quantization is not None:
+      raise ValueError(f'{self.name} is already fake-quantized.')
+    # Keras 3 has no public recursive listing of nested layers.
+    nested = self._flatten_layers(include_self=False)  # pylint: disable=protected-access
+    for layer in nested:
+      if isinstance(layer, slim_layers._SlimLayer):  # pylint: disable=protected-access
+        layer.enable_fake_quant(quantization)
+    self._tracker.unlock()
+    try:
+      self._input_range = slim_layers.ActivationRange(
+          f'{self.name}/input_quant')
+      self.input_quant_min = self._input_range.min
+      self.input_quant_max = self._input_range.max
+    finally:
+      self._tracker.lock()
+    self.fake_quantization = quantization
+    return quantization
+
+  @property
+  def quantized(self):
+    """Whether every call fake-quantizes (evaluation or export of QAT)."""
+    return (self.fake_quantization is not None and
+            self.fake_quantization.always)
+
+  def _quantized_input(self, images, training):
+    q = self.fake_quantization
+    if training:
+      self._input_range.track(images, q.ema_decay)
+    active = q.active()
+    if isinstance(active, bool):
+      return (self._input_range.quantize(images, q.num_bits) if active
+              else images)
+    return tf.cond(active,
+                   lambda: self._input_range.quantize(images, q.num_bits),
+                   lambda: images)
 
   def forward(self, images, training):
     raise NotImplementedError
 
   def dropout(self, x, keep_prob, training):
     """`layers.dropout` with this call's draws (see `call`'s `seed`)."""
-    return layers.dropout(x, keep_prob, training, draws=self._draws)
+    return slim_layers.dropout(x, keep_prob, training, draws=self._draws)
 
   def get_config(self):
     return dict(self._net_config)

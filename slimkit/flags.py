@@ -13,9 +13,8 @@ values to the library:
   if __name__ == '__main__':
     app.run(main, flags_parser=slim_flags.parse_flags)
 
-Two TF 1 flags are accepted for old commands but do nothing; `obsolete_flag_
-warnings()` says what replaces them (`--master`, `--quantize_delay`,
-`--quantize`).
+`--master` (a TF 1 session target) is accepted for old commands but does
+nothing; `obsolete_flag_warnings()` says what replaces it.
 """
 
 import sys
@@ -26,6 +25,7 @@ from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.deployment import optimization
 from slimkit.deployment import precision
+from slimkit.deployment import tflite as tflite_lib
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -37,12 +37,6 @@ OBSOLETE = {
     'master': ('', 'TF 1 session targets are gone; clones and workers are set '
                'with --num_clones and --worker_hosts/--ps_hosts or TF_CONFIG '
                '(tf.distribute); --master is ignored.'),
-    'quantize_delay': (-1, 'TF 1 graph-rewrite quantization is gone; quantize '
-                       'the trained model when exporting it (TFLite converter)'
-                       '; --quantize_delay is ignored.'),
-    'quantize': (False, 'TF 1 graph-rewrite quantization is gone; evaluate the '
-                 'float model, and quantize when exporting it (TFLite '
-                 'converter); --quantize is ignored.'),
 }
 
 
@@ -336,7 +330,13 @@ def define_training_flags():
   flags.DEFINE_integer('save_interval_secs', 600,
                        'Seconds between checkpoints.', lower_bound=0)
   flags.DEFINE_integer('quantize_delay', -1,
-                       'TF 1 quantization-aware training; ignored on TF 2.')
+                       'Quantization-aware training: from this global step '
+                       'on, train with weights and activations fake-quantized '
+                       'to 8 bits (activation ranges tracked as moving '
+                       'averages, saved as <scope>/act_quant/min|max; batch '
+                       'norm folded with its moving statistics, which then '
+                       'stop moving). -1: never. The int8 TFLite export of '
+                       'the checkpoint uses these ranges.', lower_bound=-1)
   flags.DEFINE_integer(
       'random_seed', None,
       'Seed of every random draw: initial weights, dropout, augmentation, '
@@ -462,7 +462,10 @@ def define_eval_flags():
   _register_validator('moving_average_decay', _valid_decay,
                       'must be in (0, 1)')
   flags.DEFINE_bool('quantize', False,
-                    'TF 1 quantized evaluation; ignored on TF 2.')
+                    'Evaluate a checkpoint trained with --quantize_delay as '
+                    'it runs quantized: weights and activations fake-'
+                    'quantized to 8 bits with its learned ranges (the '
+                    'simulation of its int8 TFLite export).')
   flags.DEFINE_integer('eval_interval_secs', None,
                        'Watch mode: evaluate each new checkpoint in the '
                        '--checkpoint_path directory, at most once per this '
@@ -473,6 +476,50 @@ def define_eval_flags():
   flags.DEFINE_integer('max_number_of_evaluations', None,
                        'Watch mode: stop after this many evaluations.',
                        lower_bound=1)
+  define_tflite_model_flag('evaluate')
+
+
+def define_tflite_flags():
+  """Defines the TFLite export flags of `export_inference_graph.py`."""
+  flags.DEFINE_enum('output_format', 'saved_model', ['saved_model', 'tflite'],
+                    'saved_model: a SavedModel directory (--output_dir); '
+                    'tflite: a TensorFlow Lite file (--output_file).')
+  flags.DEFINE_string('output_file', None, 'The .tflite file to write '
+                      '(--output_format=tflite).')
+  flags.DEFINE_enum('quantize', 'none', list(tflite_lib.QUANTIZE_MODES),
+                    'TFLite quantization: none (float32), float16 (weights), '
+                    'dynamic (int8 weights, float activations) or int8 (full '
+                    'integer, activation ranges calibrated on '
+                    '--num_calibration_images of --dataset_name/--dataset_dir'
+                    ', or learned by --quantize_delay training).')
+  flags.DEFINE_integer('num_calibration_images', 500,
+                       'Images of --dataset_split_name run through the eval '
+                       'preprocessing to calibrate --quantize=int8.',
+                       lower_bound=1)
+  flags.DEFINE_enum('tflite_io', 'float32', list(tflite_lib.IO_TYPES),
+                    'Input and output type of the --quantize=int8 model: '
+                    'float32 (the same caller code as the float model) or '
+                    'uint8 (integer I/O, quantized with the scale and zero '
+                    'point stored in the file).')
+  flags.register_multi_flags_validator(
+      ['tflite_io', 'quantize'],
+      lambda v: v['tflite_io'] == 'float32' or v['quantize'] == 'int8',
+      message='--tflite_io=uint8 needs --quantize=int8: only a full-integer '
+      'model has integer input and output.')
+  flags.register_multi_flags_validator(
+      ['output_format', 'quantize', 'tflite_io'],
+      lambda v: v['output_format'] == 'tflite' or (
+          v['quantize'] == 'none' and v['tflite_io'] == 'float32'),
+      message='--quantize and --tflite_io apply to --output_format=tflite; a '
+      'SavedModel stays float32.')
+
+
+def define_tflite_model_flag(purpose):
+  """Defines `--tflite_model` (evaluate or classify with a .tflite file)."""
+  flags.DEFINE_string('tflite_model', None, f'A .tflite file written by '
+                      f'export_inference_graph.py to {purpose} instead of a '
+                      'checkpoint; it runs in the TFLite interpreter (LiteRT '
+                      'when installed, else TensorFlow\'s).')
 
 
 def split_scopes(value):

@@ -1,0 +1,87 @@
+"""A LeNet trained on the bundled digits, for the TFLite and QAT tests.
+
+The digits converter runs offline (datasets/digits.py). Training follows
+quickstart.sh (momentum 0.01, batch 32), shortened. The seed defaults to 0;
+`SLIMKIT_TEST_SEED=N python -m pytest tests/test_tflite.py` checks that the
+assertions hold for other seeds too.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from slimkit.datasets import dataset_factory
+from slimkit.datasets import digits
+from slimkit.datasets import input_pipeline
+from slimkit.deployment import checkpoints
+from slimkit.deployment import model_deploy
+from slimkit.deployment import optimization
+from slimkit.deployment import trainer
+from slimkit.nets import nets_factory
+from slimkit.preprocessing import preprocessing_factory
+
+SEED = int(os.environ.get('SLIMKIT_TEST_SEED', '0'))
+BATCH = 32
+
+
+def convert(dataset_dir):
+  digits.run(str(dataset_dir))
+  return str(dataset_dir)
+
+
+def train(dataset_dir, train_dir, *, steps, seed=SEED, net_options=None,
+          **options):
+  """Trains lenet on digits' train split; returns the `TrainResult`.
+
+  Args:
+    dataset_dir: The converted digits.
+    train_dir: The run's directory (a rerun resumes there).
+    steps: The global step to stop at.
+    seed: Seeds the initial weights, dropout and the data order.
+    net_options: More options of `LeNet` (e.g. `dropout_keep_prob`).
+    **options: More `TrainOptions` (e.g. `quantize_delay`).
+  """
+  keras.utils.set_random_seed(seed)
+  split = dataset_factory.get_split('digits', 'train', dataset_dir)
+  preprocess = preprocessing_factory.get_preprocessing('lenet', True)
+  return trainer.train(
+      strategy=model_deploy.DeploymentConfig().strategy(),
+      network_fn=lambda: nets_factory.get_network_fn(
+          'lenet', 10, weight_decay=0.0, is_training=True,
+          **(net_options or {})),
+      dataset_fn=lambda ctx: input_pipeline.make_dataset(
+          split, preprocess, batch_size=BATCH, is_training=True,
+          image_size=28, input_context=ctx, seed=seed, num_readers=1),
+      optimizer_fn=lambda lr: optimization.build_optimizer('momentum', lr),
+      learning_rate=0.01,
+      options=trainer.TrainOptions(
+          train_dir=str(train_dir), batch_size=BATCH,
+          max_number_of_steps=steps, log_every_n_steps=100,
+          save_summaries_secs=10 ** 6, save_interval_secs=10 ** 6,
+          **options))
+
+
+def restored_net(checkpoint, **net_options):
+  """A lenet for inference with `checkpoint`'s weights."""
+  net = nets_factory.get_network_fn('lenet', 10, is_training=False,
+                                    **net_options)
+  net(tf.zeros([1, 28, 28, 1]))
+  checkpoints.restore(net, checkpoint)
+  return net
+
+
+def images(dataset_dir, split_name):
+  """All images of a split after lenet's eval preprocessing, and labels."""
+  split = dataset_factory.get_split('digits', split_name, dataset_dir)
+  preprocess = preprocessing_factory.get_preprocessing('lenet', False)
+  batches = list(input_pipeline.make_dataset(
+      split, preprocess, batch_size=400, is_training=False, image_size=28))
+  return (np.concatenate([b[0].numpy() for b in batches]),
+          np.concatenate([b[1].numpy() for b in batches]))
+
+
+def keras_accuracy(net, images_, labels):
+  logits, _ = net(images_, training=False)
+  return float(np.mean(np.argmax(logits.numpy(), -1) == labels))
