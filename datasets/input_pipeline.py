@@ -614,7 +614,9 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                      shuffle_buffer_size=shuffle_buffer_size,
                      deterministic=deterministic,
                      read=(_skipping_reader(files, skip_counter)
-                           if skip_corrupt else None)).skip(replay)
+                           if skip_corrupt else None))
+  if replay:
+    records = records.skip(replay)
   image_fn = _image_fn(split, preprocess_fn, height=height, width=width,
                        use_grayscale=use_grayscale)
   if skip_corrupt:

@@ -196,6 +196,23 @@ for _name, _entry in (
   ACTIVATIONS.register(_name, _entry)
 
 
+def _own_copy(initializer):
+  """`initializer`, or a copy with a seed of its own for each weight.
+
+  A Keras 3 initializer made without a seed fixes one when it is made, so
+  one instance gives every weight of the same shape the same values; the
+  layers share instances through `bind` (MobileNet v1's Conv2d_7..11
+  pointwise kernels all started equal). A copy draws a new seed from Keras's
+  global generator (seeded by `--random_seed`). Names ('zeros',
+  'glorot_uniform') and seeded initializers are used as they are.
+  """
+  if (isinstance(initializer, keras.initializers.Initializer) and
+      'seed' in initializer.get_config() and
+      initializer.get_config()['seed'] is None):
+    return initializer.clone()
+  return initializer
+
+
 def get_activation(activation):
   """Resolves an `activation` argument of a layer or net.
 
@@ -363,7 +380,7 @@ class _SlimLayer(keras.layers.Layer):
     if self.norm is None and self.biases_initializer is not None:
       self.biases = self.add_weight(
           name='biases', shape=(num_outputs,),
-          initializer=self.biases_initializer,
+          initializer=_own_copy(self.biases_initializer),
           regularizer=self.biases_regularizer)
 
   def _finish(self, x, training):
@@ -484,7 +501,7 @@ class Conv2D(_SlimLayer):
     self.kernel = self.add_weight(
         name='weights',
         shape=self.kernel_size + (int(input_shape[-1]), self.num_outputs),
-        initializer=self.weights_initializer,
+        initializer=_own_copy(self.weights_initializer),
         regularizer=self.weights_regularizer)
     self._add_biases(self.num_outputs)
 
@@ -548,13 +565,13 @@ class SeparableConv2D(_SlimLayer):
     self.depthwise_kernel = self.add_weight(
         name='depthwise_weights',
         shape=self.kernel_size + (channels, self.depth_multiplier),
-        initializer=self.weights_initializer,
+        initializer=_own_copy(self.weights_initializer),
         regularizer=self.weights_regularizer)
     outputs = channels * self.depth_multiplier
     if self.num_outputs is not None:
       self.pointwise_kernel = self.add_weight(
           name='pointwise_weights', shape=(1, 1, outputs, self.num_outputs),
-          initializer=self.pointwise_initializer,
+          initializer=_own_copy(self.pointwise_initializer),
           regularizer=self.weights_regularizer)
       outputs = self.num_outputs
     self._add_biases(outputs)
@@ -613,7 +630,7 @@ class FullyConnected(_SlimLayer):
   def build(self, input_shape):
     self.kernel = self.add_weight(
         name='weights', shape=(int(input_shape[-1]), self.num_outputs),
-        initializer=self.weights_initializer,
+        initializer=_own_copy(self.weights_initializer),
         regularizer=self.weights_regularizer)
     self._add_biases(self.num_outputs)
 

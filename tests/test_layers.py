@@ -105,3 +105,21 @@ def test_other_ranks_take_keras_path():
   y = ours(x, training=True)
   np.testing.assert_allclose(np.mean(y, 0), 0.0, atol=1e-5)
   np.testing.assert_allclose(np.var(y, 0), 1.0, rtol=1e-2)
+
+
+@pytest.mark.parametrize('name', ['mobilenet_v1_025', 'resnet_v1_50'])
+def test_layers_of_the_same_shape_start_from_different_weights(name):
+  # One initializer instance is bound to many layers; each weight must still
+  # get its own draw (Keras 3 fixes an unseeded initializer's seed when it is
+  # made, so shared, it repeated the same values for the same shape).
+  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
+  net = nets_factory.get_network_fn(name, num_classes=10)
+  net(tf.zeros([1, 64, 64, 3]))
+  seen = {}
+  for v in net.trainable_weights:
+    value = v.numpy()
+    if np.all(value == value.flat[0]):
+      continue  # constant initializers (zeros, ones) are meant to repeat
+    key = (value.shape, value.tobytes())
+    assert key not in seen, f'{v.path} starts equal to {seen[key]}'
+    seen[key] = v.path

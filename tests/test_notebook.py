@@ -9,6 +9,7 @@ nbclient = pytest.importorskip('nbclient')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, 'notebooks', 'slimkit_walkthrough.ipynb')
+STUDY_NOTEBOOK = os.path.join(ROOT, 'notebooks', 'compare_methods.ipynb')
 
 
 def _outputs(notebook):
@@ -41,3 +42,26 @@ def test_walkthrough_runs_offline_from_the_notebooks_folder(tmp_path,
   assert 'fc3 unchanged: True' in text
   assert 'No checkpoint at /tmp/checkpoints/inception_v3.ckpt' in text
 
+
+
+def test_the_study_notebook_shows_the_report_and_the_plots(tmp_path,
+                                                           monkeypatch):
+  notebook = nbformat.read(STUDY_NOTEBOOK, as_version=4)
+  client = nbclient.NotebookClient(
+      notebook, timeout=600, kernel_name='python3',
+      resources={'metadata': {'path': os.path.dirname(STUDY_NOTEBOOK)}})
+  monkeypatch.setenv('TMPDIR', str(tmp_path))
+  monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '2')
+  client.execute()
+
+  markdown = [o['data']['text/markdown'] for cell in notebook.cells
+              for o in cell.get('outputs', []) if 'text/markdown' in
+              o.get('data', {})]
+  table = [line for line in markdown[0].splitlines()
+           if line.startswith('| 1 |') or line.startswith('| 2 |')]
+  assert len(table) == 2 and {l.split('|')[2].strip() for l in table} == {
+      '1.0', '1e-8'}
+  images = [o for cell in notebook.cells for o in cell.get('outputs', [])
+            if 'image/png' in o.get('data', {})]
+  assert len(images) == 3
+  assert 'final accuracy' in _outputs(notebook)
