@@ -8,6 +8,10 @@ In one run on one machine, each measurement in its own subprocess:
              (mobilenet_v1, resnet_v1_50), size, batch and optimizer
   ours/real  train_image_classifier.py on ImageNet-style JPEG TFRecords with
              the net's own preprocessing (inception / vgg)
+  unseeded   (`--runs=...,unseeded`) the same two runs without what
+             `--random_seed` switches on (op determinism, stateless dropout and
+             augmentation draws, a fixed tf.data order): what reproducibility
+             costs. The script always seeds; this child patches that out.
 
 and, with `--precisions=float32,mixed_bfloat16`, the same under Keras' mixed
 bfloat16 policy. Printed: images/s of each run (warm-up steps excluded), the
@@ -17,6 +21,7 @@ memory and its growth after warm-up.
   python bench/train_throughput.py                    # a few minutes here
   python bench/train_throughput.py --models=mobilenet_v1 --steps=220
   python bench/train_throughput.py --precisions=float32,mixed_bfloat16
+  python bench/train_throughput.py --runs=ours,real,unseeded --repeats=3
 """
 
 import argparse
@@ -89,8 +94,36 @@ def keras_child(args):
             callbacks=[Log()])
 
 
+def unseeded_child(argv):
+  """Runs train_image_classifier.py without determinism (see the docstring).
+
+  Seeds only Keras's initialisers (so the net starts as a seeded run does),
+  leaves op determinism off and trains with `random_seed=None`: TF's
+  stateful dropout and augmentation draws, a tf.data order that follows the
+  threads.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  from absl import app  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, common.ROOT)
+  import train_image_classifier as script  # pylint: disable=g-import-not-at-top
+  from slimkit import seeds  # pylint: disable=g-import-not-at-top
+  from slimkit.deployment import trainer  # pylint: disable=g-import-not-at-top
+  seeds.seed_everything = keras.utils.set_random_seed
+  train = trainer.train
+  trainer.train = lambda **kw: train(**dict(kw, options=dataclasses.replace(
+      kw['options'], random_seed=None)))
+  app.run(script.main, argv=[script.__file__] + argv,
+          flags_parser=script.slim_flags.parse_flags)
+
+
 def _ours_argv(args, model, size, batch, precision, train_dir,
-               dataset_flags):
+               dataset_flags, seeded=True):
+  if not seeded:  # the same flags, through unseeded_child
+    return [sys.executable, os.path.abspath(__file__),
+            '--child=unseeded', '--'] + _ours_argv(
+                args, model, size, batch, precision, train_dir,
+                dataset_flags)[2:]
   return [sys.executable, os.path.join(common.ROOT, 'train_image_classifier.py'),
           f'--train_dir={train_dir}', f'--model_name={model}',
           f'--train_image_size={size}', f'--batch_size={batch}',
@@ -152,7 +185,8 @@ def main(argv=None):
   parser.add_argument('--records', type=int, default=1024,
                       help='ImageNet-style records written for the real run.')
   parser.add_argument('--runs', default='keras,ours,real',
-                      help='Which runs: keras, ours, real.')
+                      help='Which runs: keras, ours, real, unseeded (ours '
+                      'and real without determinism).')
   parser.add_argument('--repeats', type=int, default=1,
                       help='Rounds of all runs, interleaved; the best rate '
                       'of each is kept (the machine may be shared).')
@@ -161,6 +195,11 @@ def main(argv=None):
   parser.add_argument('--keras_model', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--precision', default='float32',
                       help=argparse.SUPPRESS)
+  if argv is None:
+    argv = sys.argv[1:]
+  if argv[:2] == ['--child=unseeded', '--']:
+    unseeded_child(argv[2:])
+    return
   args = parser.parse_args(argv)
   if args.child == 'keras':
     keras_child(args)
@@ -208,6 +247,17 @@ def main(argv=None):
           plan.append(('real', _ours_argv(
               args, model, size, batch, precision, train_dir + '_real',
               ['--dataset_name=imagenet', f'--dataset_dir={records_dir}'])))
+        if 'unseeded' in runs:
+          for kind, flags in (('ours', ['--dataset_name=synthetic',
+                                        f'--num_classes={NUM_CLASSES}']),
+                              ('real', ['--dataset_name=imagenet',
+                                        f'--dataset_dir={records_dir}'])):
+            if kind in runs and (kind == 'ours' or
+                                 precision == precisions[0]):
+              plan.append((f'{kind}_unseeded', _ours_argv(
+                  args, model, size, batch, precision,
+                  train_dir + ('_synthetic' if kind == 'ours' else '_real'),
+                  flags, seeded=False)))
         # Odd rounds run in reverse order: load that changes during the run
         # then favours neither side.
         rounds = [plan if r % 2 == 0 else plan[::-1]
@@ -254,6 +304,18 @@ def main(argv=None):
           if base and other:
             print(f'{model} {kind}: {precision} / {precisions[0]} = '
                   f'{other.images_per_sec / base.images_per_sec:.2f}')
+  if 'unseeded' in runs:
+    print('\nWhat --random_seed costs (best seeded / best unseeded images/s):')
+    for model in models:
+      for precision in precisions:
+        for kind in ('ours', 'real'):
+          seeded = results.get((model, precision, kind))
+          unseeded = results.get((model, precision, f'{kind}_unseeded'))
+          if seeded and unseeded:
+            print(f'  {model} {precision} {kind}: '
+                  f'{seeded.images_per_sec:.1f} / '
+                  f'{unseeded.images_per_sec:.1f} = '
+                  f'{seeded.images_per_sec / unseeded.images_per_sec:.3f}')
   print(f'\nload average after: {common.load_average():.2f}')
 
 
