@@ -6,7 +6,6 @@ quickstart.sh (momentum 0.01, batch 32), shortened. The seed defaults to 0;
 assertions hold for other seeds too.
 """
 
-import os
 
 import keras
 import numpy as np
@@ -21,8 +20,9 @@ from slimkit.deployment import optimization
 from slimkit.deployment import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import seeding
 
-SEED = int(os.environ.get('SLIMKIT_TEST_SEED', '0'))
+SEED = seeding.SEED
 BATCH = 32
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from slimkit.deployment import cluster as cluster_lib
 from slimkit.deployment import model_deploy
+from tests import seeding
 from tests import tiny_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -347,7 +348,7 @@ def test_parameter_servers_train_asynchronously_and_the_loss_falls(
         tmp_path / 'train', cifar_dir, '--job_name=chief', *hosts,
         '--num_ps_tasks=1', '--worker_replicas=2', '--learning_rate=0.05',
         '--max_number_of_steps=40', '--log_every_n_steps=2',
-        '--eval_every_n_steps=15', '--validation_split_name=train',
+        f'--random_seed={seeding.SEED}', '--eval_every_n_steps=15', '--validation_split_name=train',
         '--validation_max_batches=2'), _env())
     assert procs.wait('chief') == 0, procs.log('chief')[-3000:]
     for name in ('ps0', 'worker0', 'worker1'):

@@ -19,6 +19,7 @@ from slimkit.deployment import optimization
 from slimkit.deployment import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import seeding
 from tests import tiny_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +46,7 @@ def _train(dataset_dir, train_dir, *, optimizer='sgd', learning_rate=0.01,
       network_fn=_lenet,
       dataset_fn=lambda ctx: input_pipeline.make_dataset(
           split, preprocess, batch_size=BATCH, is_training=True,
-          image_size=28, input_context=ctx, seed=0),
+          image_size=28, input_context=ctx, seed=seeding.SEED),
       optimizer_fn=lambda lr: optimization.build_optimizer(optimizer, lr),
       learning_rate=learning_rate,
       options=trainer.TrainOptions(train_dir=str(train_dir), batch_size=BATCH,
@@ -209,7 +210,8 @@ def test_scripts_train_and_evaluate_cifarnet(tmp_path):
       f'--dataset_dir={data}', '--model_name=cifarnet', '--batch_size=16',
       '--max_number_of_steps=40', '--log_every_n_steps=5',
       '--optimizer=sgd', '--learning_rate=0.05', '--label_smoothing=0.1',
-      '--save_summaries_secs=0', '--num_readers=2', '--master=grpc://x')
+      '--save_summaries_secs=0', '--num_readers=2', '--master=grpc://x',
+      f'--random_seed={seeding.SEED}')
   assert train.returncode == 0, train.stderr[-3000:]
   losses = [float(x) for x in re.findall(r'loss = ([\d.]+)', train.stderr)]
   assert len(losses) == 8 and losses[-1] < losses[0]

@@ -21,6 +21,7 @@ from slimkit.deployment import optimization
 from slimkit.deployment import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import seeding
 from tests import tiny_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,7 +137,7 @@ def test_each_new_optimizer_trains_lenet_with_a_falling_loss(
                                                      hparams.weight_decay)),
       dataset_fn=lambda ctx: input_pipeline.make_dataset(
           split, preprocess, batch_size=16, is_training=True, image_size=28,
-          input_context=ctx, seed=0),
+          input_context=ctx, seed=seeding.SEED),
       optimizer_fn=lambda lr: optimization.build_optimizer(name, lr, hparams),
       learning_rate=optimization.build_learning_rate(
           'cosine', learning_rate, end_learning_rate=0.0, total_steps=steps,
