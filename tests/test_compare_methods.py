@@ -169,16 +169,24 @@ def test_a_killed_study_resumes_to_the_uninterrupted_result(digits, tmp_path):
       np.testing.assert_array_equal(a.get_tensor(key), b.get_tensor(key))
 
 
-def test_a_failed_run_is_reported_and_the_others_go_on(digits, tmp_path):
+def test_recipes_as_flag_files_and_a_failed_run(digits, tmp_path):
+  # Each value of --vary=flagfile is a whole recipe over the base flags; the
+  # one that diverges is reported and does not stop the other.
+  (tmp_path / 'sgd.flags').write_text('# plain SGD\n--optimizer=sgd\n')
+  (tmp_path / 'blowup.flags').write_text('--learning_rate=1e30\n')
   study = tmp_path / 'study'
-  result = _run(_base(digits, study) + ['--vary=learning_rate=0.01,1e30'])
-  rows = {r['learning_rate']: r for r in _rows(study)}
-  assert rows['0.01']['state'] == 'finished'
-  assert rows['1e30']['state'] == 'failed'
-  assert 'NaN or infinite' in rows['1e30']['error']
+  result = _run(_base(digits, study) + [
+      f'--vary=flagfile={tmp_path / "sgd.flags"},{tmp_path / "blowup.flags"}'])
+  rows = {r['flagfile']: r for r in _rows(study)}
+  assert rows['sgd']['state'] == 'finished'
+  assert '--optimizer=sgd\n' in (study / 'runs' / 'flagfile=sgd,seed=0' /
+                                  'flags.txt').read_text()
+  assert rows['blowup']['state'] == 'failed'
+  assert 'NaN or infinite' in rows['blowup']['error']
   assert '1 failed' in result.stdout
   text = (study / 'report.md').read_text()
-  assert '## Failed runs' in text and 'learning_rate=1e30,seed=0' in text
+  assert '## Failed runs' in text and 'flagfile=blowup,seed=0' in text
+  assert '- `sgd`: `--optimizer=sgd`' in text  # the recipes section
 
 
 @pytest.mark.parametrize('vary,message', [
@@ -221,6 +229,33 @@ def test_grid_names_and_order():
     grid.parse_vary('optimizer=adam,adam')
   with pytest.raises(grid.GridError, match='distinct'):
     grid.parse_seeds('0,0')
+
+
+def test_vary_values_flag_files_and_their_checks(tmp_path):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  values = flags.FlagValues()
+  flags.DEFINE_string('optimizer', 'rmsprop', '', flag_values=values)
+  flags.DEFINE_float('learning_rate', 0.01, '', flag_values=values)
+  flags.DEFINE_string('randaugment', '', '', flag_values=values)
+  training = {name: values[name] for name in values}
+  # A value holding a comma: semicolons separate the values.
+  assert grid.parse_vary('randaugment=0,0;2,9').values == ('0,0', '2,9')
+  recipe = tmp_path / 'fast.flags'
+  recipe.write_text('--optimizer=adam\n--learning_rate=0.001\n')
+  axes = grid.check_axes([grid.parse_vary(f'flagfile={recipe}')],
+                         flag_values=training, model_name='lenet')
+  assert axes[0].values == (str(recipe),)
+  assert grid.build_runs(axes, (0,))[0].name == 'flagfile=fast,seed=0'
+  for text, message in (('--learning_rate=fast\n', "'fast' is not a valid"),
+                        ('--train_dir=/x\n', 'not a training flag'),
+                        ('optimizer=sgd\n', 'not a --flag=value line')):
+    recipe.write_text(text)
+    with pytest.raises(grid.GridError, match=message):
+      grid.check_axes([grid.parse_vary(f'flagfile={recipe}')],
+                      flag_values=training, model_name='lenet')
+  with pytest.raises(grid.GridError, match='cannot read'):
+    grid.check_axes([grid.parse_vary('flagfile=/no/such.flags')],
+                    flag_values=training, model_name='lenet')
 
 
 def test_each_run_gets_its_own_gpus():

@@ -10,12 +10,17 @@
 An axis names a flag of `train_image_classifier.py` (`optimizer`,
 `learning_rate`, `model_name`, ...) or a model option of the net
 (`activation`, `lrn`, `kernel_size`; see `print_model.py`), which goes into
-the run's `--model_options`. Values are checked before anything runs.
+the run's `--model_options`; or `flagfile`, whose values are flag files,
+each a whole recipe (`--vary=flagfile=recipes/a.flags,recipes/b.flags`: a
+run gets its file's flags over the base ones, and is named after the file).
+Values are separated by commas, or by semicolons when one holds a comma
+(`--vary=randaugment=0,0;2,9`). Values are checked before anything runs.
 """
 
 import dataclasses
 import difflib
 import itertools
+import os
 import re
 from typing import Optional, Tuple
 
@@ -27,8 +32,8 @@ MANAGED_FLAGS = {
     'random_seed': 'use --seeds',
     'model_options': 'vary a model option by its own name '
                      '(--vary=activation=relu,elu)',
-    'flagfile': 'not a training flag',
 }
+FLAGFILE = 'flagfile'  # the axis of whole recipes
 # Characters kept in run folder names; others become '_'.
 _NAME_UNSAFE = re.compile(r'[^A-Za-z0-9._=,+-]')
 
@@ -89,7 +94,8 @@ def parse_vary(text):
   """
   name, sep, rest = text.partition('=')
   name = name.strip().lstrip('-')
-  values = tuple(v.strip() for v in rest.split(',')) if sep else ()
+  separator = ';' if ';' in rest else ','
+  values = tuple(v.strip() for v in rest.split(separator)) if sep else ()
   if not name or not values or not all(values):
     raise GridError(f'--vary={text}: expected NAME=V1,V2,... (a training '
                     'flag or a model option, then its values).')
@@ -139,6 +145,12 @@ def check_axes(axes, *, flag_values, model_name):
       models = list(axis.values)
   resolved = []
   for axis in axes:
+    if axis.name == FLAGFILE:
+      for path in axis.values:
+        check_flagfile(path, flag_values)
+      resolved.append(dataclasses.replace(
+          axis, values=tuple(os.path.abspath(p) for p in axis.values)))
+      continue
     if axis.name in MANAGED_FLAGS:
       raise GridError(f'--vary={axis.name}=...: {MANAGED_FLAGS[axis.name]}.')
     if axis.name in flag_values:
@@ -157,6 +169,39 @@ def check_axes(axes, *, flag_values, model_name):
           raise GridError(f'--vary={axis.name}=...: {e}') from None
     resolved.append(dataclasses.replace(axis, is_model_option=True))
   return resolved
+
+
+def read_flagfile(path):
+  """`[(flag, value)]` of a flag file's `--name=value` lines.
+
+  Raises:
+    GridError: for a missing file or a line that is not a flag.
+  """
+  try:
+    with open(path) as f:
+      lines = [line.strip() for line in f]
+  except OSError as e:
+    raise GridError(f'--vary={FLAGFILE}=...: cannot read {path}: '
+                    f'{e.strerror}.') from None
+  flags = []
+  for line in lines:
+    if not line or line.startswith('#'):
+      continue
+    name, sep, value = line.lstrip('-').partition('=')
+    if not line.startswith('--') or not name:
+      raise GridError(f'--vary={FLAGFILE}=...: {path}: {line!r} is not a '
+                      '--flag=value line.')
+    flags.append((name, value if sep else 'true'))
+  return flags
+
+
+def check_flagfile(path, flag_values):
+  """Checks that a recipe's flags are training flags with valid values."""
+  for name, value in read_flagfile(path):
+    if name not in flag_values or name in MANAGED_FLAGS:
+      raise GridError(f'--vary={FLAGFILE}=...: {path}: --{name} is not a '
+                      'training flag a recipe can set.')
+    _check_flag_values(Axis(name, (value,)), flag_values[name])
 
 
 def _check_flag_values(axis, flag):
@@ -179,9 +224,17 @@ def _unknown_name_message(name, flag_values, model, options):
           'Training flags: python train_image_classifier.py --helpfull.')
 
 
+def display_value(name, value):
+  """How a value appears in names and reports (a recipe by its file name)."""
+  if name == FLAGFILE:
+    return os.path.splitext(os.path.basename(value))[0]
+  return value
+
+
 def run_name(values, seed):
   """The folder name of a run: `name=value,...,seed=N`, file-system safe."""
-  text = ','.join([f'{k}={v}' for k, v in values] + [f'seed={seed}'])
+  text = ','.join([f'{k}={display_value(k, v)}' for k, v in values] +
+                  [f'seed={seed}'])
   return _NAME_UNSAFE.sub('_', text)
 
 

@@ -25,6 +25,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from slimkit.deployment import trainer
+from slimkit.study import grid
 
 PLOTS = ('validation_accuracy.png', 'training_loss.png',
          'accuracy_vs_time.png')
@@ -66,7 +67,18 @@ class Summary:
 
   @property
   def label(self):
-    return ', '.join(f'{k}={v}' for k, v in self.values) or 'base'
+    return ', '.join(f'{k}={grid.display_value(k, v)}'
+                     for k, v in self.values) or 'base'
+
+  def flags(self, fixed_flags):
+    """Every flag of this configuration's runs (a recipe's file included)."""
+    flags = dict(fixed_flags)
+    for name, value in self.values:
+      if name == grid.FLAGFILE:
+        flags.update(grid.read_flagfile(value))
+      else:
+        flags[name] = value
+    return flags
 
   def mean(self, field):
     numbers = [getattr(r, field) for r in self.runs
@@ -132,7 +144,8 @@ def csv_text(results, axes):
                                         else x)
   for r in results:
     values = dict(r.values)
-    writer.writerow([r.name] + [values.get(n, '') for n in names] + [
+    writer.writerow([r.name] + [grid.display_value(n, values.get(n, ''))
+                                for n in names] + [
         r.seed, r.state, r.global_step, fmt(r.final_accuracy),
         fmt(r.best_accuracy), fmt(r.best_step), fmt(r.final_loss),
         fmt(r.images_per_sec), fmt(r.wall_time), fmt(r.parameters),
@@ -145,7 +158,7 @@ def notes(info, summaries):
   said = []
   epsilons = set()
   for summary in summaries:
-    flags = dict(info.fixed_flags, **dict(summary.values))
+    flags = summary.flags(info.fixed_flags)
     if flags.get('optimizer', 'rmsprop') in _ADAM_FAMILY:
       try:
         epsilons.add(float(flags.get('opt_epsilon', 1.0)))
@@ -175,8 +188,10 @@ def markdown(info, summaries, results):
   finished = sum(r.state == 'finished' for r in results)
   failed = [r for r in results if r.state == 'failed']
   wall = sum(r.wall_time or 0.0 for r in results)
-  varied = '; '.join(f'`{a.name}`: {", ".join(a.values)}'
-                     for a in info.axes) or 'nothing (one configuration)'
+  varied = '; '.join(
+      f'`{a.name}`: ' + ', '.join(grid.display_value(a.name, v)
+                                  for v in a.values)
+      for a in info.axes) or 'nothing (one configuration)'
   lines = [
       f'# Study {info.name}', '',
       f'{len(results)} runs: {len(summaries)} configuration(s) x '
@@ -196,7 +211,8 @@ def markdown(info, summaries, results):
     best_step = (int(np.median(s.best_steps)) if s.best_steps else None)
     parameters = s.runs[0].parameters
     lines.append(
-        f'| {rank} | ' + ' | '.join(str(values[n]) for n in names) +
+        f'| {rank} | ' + ' | '.join(grid.display_value(n, values[n])
+                                    for n in names) +
         f' | {_spread(s.final)} | {_spread(s.best)} | '
         f'{best_step if best_step is not None else "-"} | '
         f'{_fmt(s.mean("final_loss"))} | {_fmt(s.mean("images_per_sec"), 1)} '
@@ -211,7 +227,15 @@ def markdown(info, summaries, results):
   lines += ['', '## Fixed flags', '', 'Every run had these flags (and its '
             'own `--train_dir` and `--random_seed`):', '', '```']
   lines += [f'--{k}={v}' for k, v in sorted(info.fixed_flags.items())]
-  lines += ['```', '', '## Plots', '']
+  lines.append('```')
+  for axis in info.axes:
+    if axis.name == grid.FLAGFILE:  # what each recipe sets over them
+      lines += ['', '## Recipes', '']
+      for path in axis.values:
+        flags = ' '.join(f'`--{k}={v}`' for k, v in grid.read_flagfile(path))
+        lines.append(f'- `{grid.display_value(axis.name, path)}`: '
+                     f'{flags or "the fixed flags alone"}')
+  lines += ['', '## Plots', '']
   lines += [f'![{p[:-4]}](plots/{p})' for p in PLOTS]
   lines += ['', 'Per run: `results.csv`; curves: `tensorboard --logdir '
             f'{info.name}` (the HParams tab lists the runs).', '']
@@ -295,7 +319,9 @@ def write_hparams(study_dir, info, results):
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
-  params = {a.name: hp.HParam(a.name, hp.Discrete(_typed(a.values)))
+  shown = lambda name, values: _typed([grid.display_value(name, v)
+                                       for v in values])
+  params = {a.name: hp.HParam(a.name, hp.Discrete(shown(a.name, a.values)))
             for a in info.axes}
   params['seed'] = hp.HParam('seed', hp.Discrete(list(info.seeds)))
   metrics = [hp.Metric('eval/Accuracy', group=trainer.VALIDATION_DIR,
@@ -316,7 +342,7 @@ def write_hparams(study_dir, info, results):
                           targets[1:]):
     writer = tf.summary.create_file_writer(directory,
                                            filename_suffix='.hparams')
-    values = {params[k]: _typed([v])[0] for k, v in r.values}
+    values = {params[k]: shown(k, [v])[0] for k, v in r.values}
     values[params['seed']] = r.seed
     with writer.as_default():
       hp.hparams(values, trial_id=r.name)

@@ -74,10 +74,16 @@ class Study:
                                        run.model_option_values(self.axes))
     if options:
       flags['model_options'] = options
+    recipe = flags.pop(grid.FLAGFILE, None)
     flags['train_dir'] = self.run_dir(run)
     flags['random_seed'] = str(run.seed)
-    return [sys.executable, self.script] + [
-        f'--{name}={value}' for name, value in flags.items()]
+    # A recipe's flags come after the base ones, which they override; the
+    # run's own folder and seed after it.
+    tail = [f'--{name}={flags.pop(name)}' for name in ('train_dir',
+                                                       'random_seed')]
+    return ([sys.executable, self.script] +
+            [f'--{name}={value}' for name, value in flags.items()] +
+            ([f'--{grid.FLAGFILE}={recipe}'] if recipe else []) + tail)
 
 
 def read_status(run_dir):
