@@ -267,3 +267,37 @@ def test_each_run_gets_its_own_gpus():
   assert runner.gpu_slots(2, 1, 8) == ['0', '1']  # no more than the GPUs
   with pytest.raises(ValueError, match='needs 4 GPUs'):
     runner.gpu_slots(2, 4, None)
+
+
+def test_the_ready_studies_are_valid(tmp_path):
+  # Every studies/*.flags: its flags exist with valid values, its --vary
+  # axes check, its recipes are valid; checked by the study's own parser.
+  code = '''
+import glob, sys
+from slimkit import flags as slim_flags
+from slimkit.study import grid
+slim_flags.define_train_flags()
+slim_flags.define_study_flags()
+training = slim_flags.training_flags(slim_flags.FLAGS)
+for path in sorted(glob.glob('studies/*.flags')):
+  axes, model = [], 'inception_v3'
+  for name, value in grid.read_flagfile(path):
+    if name == 'vary':
+      axes.append(grid.parse_vary(value))
+    elif name == 'seeds':
+      grid.parse_seeds(value)
+    else:
+      assert name in training, (path, name)
+      training[name].parser.parse(value)
+      model = value if name == 'model_name' else model
+  axes = grid.check_axes(axes, flag_values=training, model_name=model)
+  runs = grid.build_runs(axes, (0,))
+  print(path, len(runs))
+'''
+  result = _run([sys.executable, '-c', code], timeout=300)
+  counts = dict(line.split() for line in result.stdout.splitlines())
+  assert counts == {'studies/activations.flags': '10',
+                    'studies/architectures.flags': '5',
+                    'studies/kernels.flags': '2',
+                    'studies/optimizers.flags': '4',
+                    'studies/recipes.flags': '5'}
