@@ -68,6 +68,9 @@ def main(argv):
     seeds = grid.parse_seeds(FLAGS.seeds)
   except grid.GridError as e:
     slim_flags.fail(str(e))
+  for name in ('train_dir', 'random_seed'):
+    if FLAGS[name].present:
+      slim_flags.fail(f'--{name}: {grid.MANAGED_FLAGS[name]}.')
   if not FLAGS.max_number_of_steps:
     slim_flags.fail('A study needs --max_number_of_steps: every run must end '
                     'for the runs to be compared.')
