@@ -94,15 +94,16 @@ def test_the_mixed_stream_is_reproducible_and_resumes_exactly(digits):
   preprocess = preprocessing_factory.get_preprocessing(
       'inception', True, randaugment=(2, 9))
   stream = lambda **extra: input_pipeline.make_dataset(
-      split, preprocess, batch_size=8, is_training=True, image_size=24,
+      split, preprocess, batch_size=4, is_training=True, image_size=28,
       num_readers=2, num_preprocessing_threads=3, seed=4, mixup_alpha=0.4,
       cutmix_alpha=1.0, **extra)
   batches = [(x.numpy(), y.numpy()) for x, y in stream().take(3)]
-  assert batches[0][1].shape == (8, NUM_CLASSES)
+  assert batches[0][1].shape == (4, NUM_CLASSES)
   np.testing.assert_allclose(batches[0][1].sum(axis=1), 1.0, atol=1e-6)
   # Another pipeline resumed after two batches: the third batch, augmented
   # and mixed as it was (so the stream is also a function of the seed).
-  images, labels = next(iter(stream(records_consumed=16)))
+  # (The sizes of test_reproducibility's runs: XLA compiles the ops once.)
+  images, labels = next(iter(stream(records_consumed=8)))
   np.testing.assert_array_equal(images.numpy(), batches[2][0])
   np.testing.assert_array_equal(labels.numpy(), batches[2][1])
 
