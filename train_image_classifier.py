@@ -13,6 +13,10 @@ Usage (TF-Slim's commands run unchanged):
   python3 train_image_classifier.py --model_name=cifarnet \
       --model_options=activation=elu,lrn=false ...
 
+  # Today's augmentation on top of TF-Slim's (off by default):
+  python3 train_image_classifier.py --mixup_alpha=0.2 --cutmix_alpha=1.0 \
+      --randaugment=2,9 --label_smoothing=0.1 ...
+
   # Two machines, synchronous (the same command on each, --task=0 and 1):
   python3 train_image_classifier.py --worker_hosts=h0:2222,h1:2222 --task=0 ...
 
@@ -88,6 +92,7 @@ def main(argv):
 
   # Everything that can be refused is checked before train_dir is touched.
   model_options = slim_flags.model_options(FLAGS)
+  randaugment = slim_flags.randaugment(FLAGS)
   try:
     split = dataset_factory.get_split(FLAGS.dataset_name,
                                       FLAGS.dataset_split_name,
@@ -99,6 +104,13 @@ def main(argv):
     slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
   if synthetic.is_synthetic(split) and FLAGS.num_classes:
     split = dataclasses.replace(split, num_classes=FLAGS.num_classes)
+  augmentations = [f'--{name}={FLAGS[name].value}'
+                   for name in ('mixup_alpha', 'cutmix_alpha', 'randaugment')
+                   if FLAGS[name].value]
+  if augmentations and synthetic.is_synthetic(split):
+    slim_flags.fail(f'{" ".join(augmentations)} augment records; '
+                    '--dataset_name=synthetic has none (it measures the '
+                    'model alone).')
   if FLAGS.labels_offset >= split.num_classes:
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
@@ -149,7 +161,10 @@ def main(argv):
   num_classes = split.num_classes - FLAGS.labels_offset
   preprocess = preprocessing_factory.get_preprocessing(
       FLAGS.preprocessing_name or FLAGS.model_name, is_training=True,
-      use_grayscale=FLAGS.use_grayscale)
+      use_grayscale=FLAGS.use_grayscale, randaugment=randaugment)
+  if augmentations:
+    logging.info('Augmenting beyond the style\'s own: %s.',
+                 ' '.join(augmentations))
   epoch = dict(
       num_samples=split.num_samples, batch_size=FLAGS.batch_size,
       num_clones=FLAGS.num_clones,
@@ -213,7 +228,8 @@ def main(argv):
         num_preprocessing_threads=FLAGS.num_preprocessing_threads,
         labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale,
         seed=seed, records_consumed=records_consumed,
-        input_context=input_context)
+        input_context=input_context, mixup_alpha=FLAGS.mixup_alpha,
+        cutmix_alpha=FLAGS.cutmix_alpha)
 
   def validation_dataset_fn():
     return input_pipeline.make_dataset(

@@ -10,9 +10,13 @@ Writes synthetic records to a temporary directory, then measures, in one run:
 for CIFAR-10-style records (32x32 PNG, cifarnet preprocessing at 32) and
 ImageNet-style records (about 500x375 JPEG with boxes, inception
 preprocessing at 224). The goal is a full pipeline at >= 80% of decode-only.
+A second table gives training with each opt-in augmentation on
+(`--randaugment=2,9`, `--mixup_alpha=0.2`, `--cutmix_alpha=1.0`), measured
+in the same rounds, against plain training.
 
-  python bench/input_pipeline.py            # about a minute on 2 cores
+  python bench/input_pipeline.py            # about two minutes on 2 cores
   python bench/input_pipeline.py --quick    # a smoke run
+  python bench/input_pipeline.py --no_augmentations   # the first table only
 """
 
 import argparse
@@ -120,17 +124,29 @@ def measure(dataset, num_images, warmup_batches=5):
   return seen / wall, cpu / seen * 1e6
 
 
-def run(split, style, size, num_images, repeats, threads):
+# Training with each opt-in augmentation: (row, preprocessing options,
+# make_dataset options).
+AUGMENTATIONS = (
+    ('train, randaugment=2,9', dict(randaugment=(2, 9)), {}),
+    ('train, mixup_alpha=0.2', {}, dict(mixup_alpha=0.2)),
+    ('train, cutmix_alpha=1.0', {}, dict(cutmix_alpha=1.0)),
+)
+
+
+def run(split, style, size, num_images, repeats, threads, augmentations=()):
   """Best wall-clock rate and least CPU per image of each pipeline."""
+  pipelines = [('train', True, {}, {}), ('eval', False, {}, {})] + [
+      (mode, True, options, mixing) for mode, options, mixing in augmentations]
   rates, costs = {}, {}
   for _ in range(repeats):  # interleaved rounds: the machine may be shared
     results = {'decode-only': measure(decode_only(split, 4), num_images)}
-    for mode, is_training in (('train', True), ('eval', False)):
-      preprocess = preprocessing_factory.get_preprocessing(style, is_training)
+    for mode, is_training, options, mixing in pipelines:
+      preprocess = preprocessing_factory.get_preprocessing(
+          style, is_training, **options)
       dataset = input_pipeline.make_dataset(
           split, preprocess, batch_size=32, is_training=is_training,
           image_size=size, num_preprocessing_threads=threads,
-          num_epochs=None if is_training else 1000)
+          num_epochs=None if is_training else 1000, **mixing)
       results[mode] = measure(dataset, num_images)
     for key, (rate, cost) in results.items():
       rates[key] = max(rates.get(key, 0.0), rate)
@@ -144,6 +160,8 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--num_preprocessing_threads', type=int, default=4,
                       help='0 = AUTOTUNE')
+  parser.add_argument('--no_augmentations', action='store_true',
+                      help='Skip the opt-in augmentations\' table.')
   args = parser.parse_args(argv)
   scale = 0.2 if args.quick else 1.0
   with tempfile.TemporaryDirectory() as directory:
@@ -162,14 +180,27 @@ def main(argv=None):
     print('| records | pipeline | img/s (wall, best) | % of decode-only | '
           'CPU us/img (least) | decode-only CPU / this CPU |')
     print('|---|---|---|---|---|---|')
+    augmented = []
     for title, split, style, size, count in cases:
-      rates, costs = run(split, style, size, count, args.repeats,
-                         args.num_preprocessing_threads)
+      rates, costs = run(
+          split, style, size, count, args.repeats,
+          args.num_preprocessing_threads,
+          () if args.no_augmentations else AUGMENTATIONS)
       for mode in ('decode-only', 'train', 'eval'):
         print(f'| {title} | {mode} | {rates[mode]:.0f} | '
               f'{100 * rates[mode] / rates["decode-only"]:.0f}% | '
               f'{costs[mode]:.0f} | '
               f'{100 * costs["decode-only"] / costs[mode]:.0f}% |', flush=True)
+      augmented.extend((title, mode, rates, costs)
+                       for mode, _, _ in AUGMENTATIONS if mode in rates)
+    if augmented:
+      print('\n| records | pipeline | img/s (wall, best) | % of train | '
+            'CPU us/img (least) | CPU us/img over train |')
+      print('|---|---|---|---|---|---|')
+      for title, mode, rates, costs in augmented:
+        print(f'| {title} | {mode} | {rates[mode]:.0f} | '
+              f'{100 * rates[mode] / rates["train"]:.0f}% | '
+              f'{costs[mode]:.0f} | {costs[mode] - costs["train"]:+.0f} |')
 
 
 if __name__ == '__main__':

@@ -11,8 +11,9 @@ Typical use (one pipeline per worker under a `tf.distribute` strategy):
 Training reads the split's files in parallel (`num_readers` at a time, in a
 shuffled order each epoch), shuffles records, repeats, parses and checks them
 in groups of 64 (vectorised ops: cheaper than per record for small images),
-decodes and preprocesses in parallel, and batches dropping the remainder.
-Evaluation reads
+decodes and preprocesses in parallel, and batches dropping the remainder;
+with `mixup_alpha` or `cutmix_alpha` it then mixes each batch, whose labels
+become soft (`preprocessing/mixing.py`). Evaluation reads
 every record exactly once, in file then record order, and keeps the last
 partial batch.
 
@@ -45,6 +46,7 @@ import tensorflow as tf
 from slimkit import seeds
 from slimkit.datasets import image_coding
 from slimkit.datasets import split as split_lib
+from slimkit.preprocessing import mixing
 
 _AUTOTUNE = tf.data.AUTOTUNE
 # An in-graph check's message; `explain_input_error` reads the location back.
@@ -527,7 +529,7 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
                  use_grayscale=False, input_context=None,
                  shuffle_buffer_size=None, seed=None, num_epochs=None,
                  prefetch=True, skip_corrupt=False, skip_counter=None,
-                 records_consumed=0):
+                 records_consumed=0, mixup_alpha=0.0, cutmix_alpha=0.0):
   """Builds the batched input of one input pipeline.
 
   Args:
@@ -573,14 +575,23 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
       `MAX_REPLAY_BYTES`, or with `skip_corrupt` (whose drops make the count
       inexact), the pipeline reads the stream of a seed derived from `seed`
       and `records_consumed` instead, logged, and reproducible too.
+    mixup_alpha: Training: MixUp of every batch with `lam ~ Beta(alpha,
+      alpha)` (`preprocessing/mixing.py`); 0: off.
+    cutmix_alpha: Training: CutMix likewise; with both, each batch gets one
+      of the two. With a seed, a batch's draws are keyed on the seed, the
+      pipeline and the batch's index in the stream (which a resumed stream
+      continues at `records_consumed // batch_size`).
 
   Returns:
     A `tf.data.Dataset` of `(images float32 [batch, height, width, channels],
-    labels int64 [batch])`.
+    labels int64 [batch])`; with MixUp or CutMix the labels are the mixed
+    one-hot rows, float32 `[batch, num_classes]`.
 
   Raises:
     FileNotFoundError: naming the file pattern, when no file matches it.
-    ValueError: for a bad batch size, reader count or image size.
+    ValueError: for a bad batch size, reader count or image size; for
+      mixing in evaluation, a negative alpha, or a split without a class
+      count.
   """
   height, width = _image_size(image_size)
   try:
@@ -592,6 +603,17 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
   batch_size = operator.index(batch_size)
   if num_readers < 1:
     raise ValueError(f'num_readers must be at least 1, got {num_readers!r}')
+  mixer = None
+  mixup_alpha = mixing.check_alpha('mixup_alpha', mixup_alpha)
+  cutmix_alpha = mixing.check_alpha('cutmix_alpha', cutmix_alpha)
+  if mixup_alpha or cutmix_alpha:
+    if not is_training:
+      raise ValueError(f'mixup_alpha={mixup_alpha!r} and cutmix_alpha='
+                       f'{cutmix_alpha!r}: mixing is a training '
+                       'augmentation; evaluation never mixes.')
+    mixer = mixing.BatchMixer(_num_classes(split, labels_offset),
+                              mixup_alpha=mixup_alpha,
+                              cutmix_alpha=cutmix_alpha)
   # A preprocessor made with use_grayscale converts too; the channel count
   # must follow it.
   use_grayscale = bool(use_grayscale or
@@ -604,10 +626,12 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
   if is_training and seed is not None and records_consumed:
     seed, replay = _resume_plan(split, files, seed, records_consumed,
                                 skip_corrupt)
-  element_seed = None
+  element_seed = batch_seed = None
   if is_training and seed is not None:
     pipeline = input_context.input_pipeline_id if input_context else 0
     element_seed = lambda index: seeds.fold(int(seed), pipeline, index)
+    # Apart from every element's seed (indices are >= 0).
+    batch_seed = lambda index: seeds.fold(int(seed), pipeline, -1, index)
   records = _records(files, is_training=is_training, num_readers=num_readers,
                      input_context=input_context, seed=seed,
                      num_epochs=num_epochs,
@@ -640,6 +664,11 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
         num_parallel_calls=num_preprocessing_threads or _AUTOTUNE,
         deterministic=deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
+  if mixer is not None:
+    dataset = dataset.enumerate(start=replay // batch_size).map(
+        lambda index, batch: mixer(
+            *batch, seed=batch_seed(index) if batch_seed else None),
+        num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
   if prefetch:
     dataset = dataset.prefetch(_AUTOTUNE)
   if input_context is not None:

@@ -13,7 +13,8 @@ nothing about them beyond `logits, end_points = net(images, training=True)`:
 
 What it does, as TF-Slim's `train_image_classifier.py` did:
 * one compiled step run on every clone by `strategy.run`; softmax
-  cross-entropy with label smoothing (plus 0.4 x the auxiliary head's loss),
+  cross-entropy with label smoothing, of int labels or of the soft labels
+  of MixUp and CutMix (plus 0.4 x the auxiliary head's loss),
   the net's regularization losses added once, gradients summed across clones;
 * a non-finite loss or gradient never reaches the weights: that step applies
   zero gradients, is recorded, and training stops at the next check with
@@ -292,17 +293,25 @@ def classification_loss(logits, labels, end_points=None, label_smoothing=0.0):
 
   Args:
     logits: `[batch, num_classes]` float logits.
-    labels: `[batch]` integer labels in `[0, num_classes)`.
+    labels: `[batch]` integer labels in `[0, num_classes)`, or soft labels
+      (MixUp, CutMix): float `[batch, num_classes]` rows summing to 1.
     end_points: The net's end points; an `AuxLogits` entry adds its loss
       weighted by 0.4, as TF-Slim did for Inception.
-    label_smoothing: Mass moved uniformly over all classes.
+    label_smoothing: Mass moved uniformly over all classes (of soft labels
+      too: smoothing is linear, so smoothing a mix is mixing the smoothed
+      one-hot labels).
 
   Returns:
     A float32 scalar.
   """
+  labels = tf.convert_to_tensor(labels)
+
   def xent(x):
     x = tf.cast(x, tf.float32)
-    onehot = tf.one_hot(labels, tf.shape(x)[-1], dtype=tf.float32)
+    if labels.dtype.is_floating:
+      onehot = tf.cast(labels, tf.float32)
+    else:
+      onehot = tf.one_hot(labels, tf.shape(x)[-1], dtype=tf.float32)
     if label_smoothing:
       num_classes = tf.cast(tf.shape(x)[-1], tf.float32)
       onehot = onehot * (1.0 - label_smoothing) + label_smoothing / num_classes

@@ -11,14 +11,18 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.preprocessing import image_ops
+from slimkit.preprocessing import randaugment as randaugment_lib
 
 _PADDING = 4
 # TF-Slim's; see preprocess_for_train for why it is not applied.
 _BRIGHTNESS_MAX_DELTA = 63.0
 _CONTRAST_RANGE = (0.2, 1.8)
+# The key of RandAugment's draws (`Draws.child`).
+_RANDAUGMENT_DRAWS = 1
 
 
-def _distorted(image, draws, output_height, output_width, padding):
+def _distorted(image, draws, output_height, output_width, padding,
+               augment=None):
   """TF-Slim's training distortions of a float image, given uniform draws,
   and the per-image standardization.
 
@@ -29,6 +33,9 @@ def _distorted(image, draws, output_height, output_width, padding):
     output_height: Height of the crop.
     output_width: Width of the crop.
     padding: Zero padding on every side before the crop.
+    augment: Optional `fn(image) -> image` applied after the flip, before
+      the contrast change (RandAugment needs the [0, 255] image, which the
+      contrast change leaves).
 
   Returns:
     float32 `[output_height, output_width, channels]`, standardized.
@@ -46,26 +53,35 @@ def _distorted(image, draws, output_height, output_width, padding):
                    [output_height, output_width, channels])
   image = tf.cond(draws[2] < 0.5, lambda: tf.reverse(image, [1]),
                   lambda: image)
+  if augment is not None:
+    image = augment(image)
   low, high = _CONTRAST_RANGE
   image = tf.image.adjust_contrast(image, low + (high - low) * draws[3])
   return image_ops.standardize(image)
 
 
 def preprocess_for_train(image, output_height, output_width, padding=_PADDING,
-                         use_grayscale=False, seed=None):
+                         use_grayscale=False, seed=None, randaugment=None):
   """Randomly pads, crops, flips and distorts one image; see the module doc.
 
   TF-Slim's random brightness is not computed: it adds one constant to
   every pixel before the contrast change (which keeps it) and the per-image
   standardization (which subtracts it), so the output does not depend on
   it. One draw of 4 uniforms replaces the ops' separate draws: at 32x32 the
-  number of ops, not the pixels, is the cost.
+  number of ops, not the pixels, is the cost. `randaugment=(N, M)` applies
+  RandAugment after the flip.
   """
   image = image_ops.to_float(image)
   if use_grayscale:
     image = image_ops.to_grayscale(image)
-  return _distorted(image, seeds.Draws(seed).uniform([4]), output_height,
-                    output_width, padding)
+  draws = seeds.Draws(seed)
+  augment = None
+  if randaugment:
+    augment_draws = draws.child(_RANDAUGMENT_DRAWS)
+    augment = lambda x: randaugment_lib.distort(x, *randaugment,
+                                                draws=augment_draws)
+  return _distorted(image, draws.uniform([4]), output_height, output_width,
+                    padding, augment)
 
 
 def preprocess_for_eval(image, output_height, output_width,
@@ -80,7 +96,8 @@ def preprocess_for_eval(image, output_height, output_width,
 
 
 def preprocess_image(image, output_height, output_width, is_training=False,
-                     padding=_PADDING, use_grayscale=False, seed=None):
+                     padding=_PADDING, use_grayscale=False, seed=None,
+                     randaugment=None):
   """Preprocesses one image for CifarNet.
 
   Args:
@@ -93,6 +110,9 @@ def preprocess_image(image, output_height, output_width, is_training=False,
     seed: Training: an int `[2]` seed tensor making the random draws
       stateless (the same output for the same seed); None uses TF's
       stateful random ops.
+    randaugment: Training: `(N, M)` of RandAugment (`randaugment.py`),
+      applied after the crop and flip, before the contrast change and the
+      standardization; None: none (TF-Slim's augmentation).
 
   Returns:
     float32 `[output_height, output_width, channels]`, per-image standardized.
@@ -100,6 +120,6 @@ def preprocess_image(image, output_height, output_width, is_training=False,
   if is_training:
     return preprocess_for_train(image, output_height, output_width,
                                 padding=padding, use_grayscale=use_grayscale,
-                                seed=seed)
+                                seed=seed, randaugment=randaugment)
   return preprocess_for_eval(image, output_height, output_width,
                              use_grayscale=use_grayscale)

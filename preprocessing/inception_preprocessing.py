@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.preprocessing import image_ops
+from slimkit.preprocessing import randaugment as randaugment_lib
 
 _BRIGHTNESS_MAX_DELTA = 32.0 / 255.0
 _SATURATION_RANGE = (0.5, 1.5)
@@ -36,9 +37,10 @@ _CENTRAL_FRACTION = 0.875
 # fast_mode resizes bilinearly only; otherwise one of these at random.
 _RESIZE_METHODS = ('bilinear', 'nearest', 'bicubic', 'area')
 
-# Keys of the seeded draws of the crop window and of the rest: the window is
-# drawn in both branches of the JPEG/other decode, which must draw alike.
-_WINDOW_DRAWS, _FINISH_DRAWS = 1, 2
+# Keys of the seeded draws of the crop window, of the rest and of
+# RandAugment: the window is drawn in both branches of the JPEG/other decode,
+# which must draw alike.
+_WINDOW_DRAWS, _FINISH_DRAWS, _RANDAUGMENT_DRAWS = 1, 2, 3
 
 
 def adjust_saturation(image, factor):
@@ -238,11 +240,14 @@ def distort_and_scale(image, delta, factor, brightness_first, max_value,
 compiled_distort_and_scale = tf.function(distort_and_scale, jit_compile=True)
 
 
-def _finish_train(cropped, height, width, fast_mode, use_grayscale, draws):
+def _finish_train(cropped, height, width, fast_mode, use_grayscale, draws,
+                  augment=None):
   image = _resize(cropped, height, width, fast_mode, draws)
   # Resizing uint8 yields floats in [0, 255]; they are distorted on that
   # scale, sparing a pass over the image.
   max_value = 255.0 if cropped.dtype == tf.uint8 else 1.0
+  if augment is not None:
+    image = augment(image, max_value)
   if fast_mode and image_ops.num_channels(image) == 3:
     image = compiled_distort_and_scale(
         image,
@@ -298,18 +303,27 @@ def _window(image_shape, is_training, bbox, crop_image, central_fraction,
   return _whole_window(image_shape)
 
 
+def _randaugment_fn(randaugment, is_training, draws):
+  """`fn(image, max_value)` applying RandAugment in training, or None."""
+  if not (randaugment and is_training):
+    return None
+  augment_draws = draws.child(_RANDAUGMENT_DRAWS)
+  return lambda image, max_value: randaugment_lib.distort(
+      image, *randaugment, draws=augment_draws, max_value=max_value)
+
+
 def _finish(cropped, height, width, is_training, fast_mode, use_grayscale,
-            draws):
+            draws, augment=None):
   if is_training:
     return _finish_train(cropped, height, width, fast_mode, use_grayscale,
-                         draws)
+                         draws, augment)
   return _finish_eval(cropped, height, width, use_grayscale)
 
 
 def preprocess_image(image, height, width, is_training=False, bbox=None,
                      fast_mode=True, crop_image=True,
                      central_fraction=_CENTRAL_FRACTION, use_grayscale=False,
-                     seed=None):
+                     seed=None, randaugment=None):
   """Preprocesses one decoded image for an Inception-style net.
 
   Args:
@@ -329,6 +343,9 @@ def preprocess_image(image, height, width, is_training=False, bbox=None,
     seed: Training: an int `[2]` seed tensor making every random draw
       stateless (the same output for the same seed); None uses TF's
       stateful random ops.
+    randaugment: Training: `(N, M)` of RandAugment (`randaugment.py`),
+      applied to the resized image before the flip and colour distortion;
+      None: none (TF-Slim's augmentation).
 
   Returns:
     float32 `[height, width, channels]` in [-1, 1].
@@ -341,13 +358,14 @@ def preprocess_image(image, height, width, is_training=False, bbox=None,
   cropped = image_ops.window_of(image)(offsets, sizes)
   cropped.set_shape([None, None, channels])
   return _finish(cropped, height, width, is_training, fast_mode,
-                 use_grayscale, draws.child(_FINISH_DRAWS))
+                 use_grayscale, draws.child(_FINISH_DRAWS),
+                 _randaugment_fn(randaugment, is_training, draws))
 
 
 def preprocess_encoded(encoded, height, width, is_training=False, channels=3,
                        bbox=None, fast_mode=True, crop_image=True,
                        central_fraction=_CENTRAL_FRACTION,
-                       use_grayscale=False, seed=None):
+                       use_grayscale=False, seed=None, randaugment=None):
   """Like `preprocess_image`, from the encoded PNG or JPEG bytes.
 
   A JPEG is decoded only inside the crop window; the result equals decoding
@@ -365,6 +383,7 @@ def preprocess_encoded(encoded, height, width, is_training=False, channels=3,
     central_fraction: As `preprocess_image`.
     use_grayscale: As `preprocess_image`.
     seed: As `preprocess_image`.
+    randaugment: As `preprocess_image`.
 
   Returns:
     float32 `[height, width, channels]` in [-1, 1] (1 channel with
@@ -378,4 +397,5 @@ def preprocess_encoded(encoded, height, width, is_training=False, channels=3,
           draws.child(_WINDOW_DRAWS))))
   cropped.set_shape([None, None, channels])
   return _finish(cropped, height, width, is_training, fast_mode,
-                 use_grayscale, draws.child(_FINISH_DRAWS))
+                 use_grayscale, draws.child(_FINISH_DRAWS),
+                 _randaugment_fn(randaugment, is_training, draws))

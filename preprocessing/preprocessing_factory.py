@@ -6,6 +6,10 @@ Typical use:
                                                        is_training=True)
   image = preprocess(image, 299, 299, bbox=boxes)  # float32 [299, 299, 3]
 
+  # RandAugment on top of the style's training augmentation (N=2, M=9):
+  preprocess = preprocessing_factory.get_preprocessing(
+      'resnet_v1_50', is_training=True, randaugment=(2, 9))
+
 `name` is a style (`inception`, `vgg`, `cifarnet`, `lenet`, `alexnet`) or a
 model name; a model's style is its `preprocessing_name` in the nets registry,
 the one table of per-model metadata.
@@ -23,6 +27,7 @@ from slimkit.preprocessing import alexnet_preprocessing
 from slimkit.preprocessing import cifarnet_preprocessing
 from slimkit.preprocessing import inception_preprocessing
 from slimkit.preprocessing import lenet_preprocessing
+from slimkit.preprocessing import randaugment as randaugment_lib
 from slimkit.preprocessing import vgg_preprocessing
 from slimkit.registry import Registry
 
@@ -38,10 +43,14 @@ class PreprocessingStyle:
     preprocess_encoded: Optional `(encoded, output_height, output_width,
       is_training=False, channels=3, **options)` that decodes and preprocesses
       in one step (faster, e.g. by decoding only a JPEG's crop window).
+    augments: Whether training draws random numbers without RandAugment
+      (lenet and alexnet train as they evaluate: their images need no seed
+      unless RandAugment is on).
   """
   name: str
   preprocess_image: Callable
   preprocess_encoded: Optional[Callable] = None
+  augments: bool = True
 
   @property
   def accepts_bbox(self):
@@ -50,8 +59,8 @@ class PreprocessingStyle:
 
   @property
   def accepts_seed(self):
-    """Whether the style draws random numbers that a `seed=` makes stateless
-    (the styles without random draws take none)."""
+    """Whether the style takes a `seed=` that makes its random draws
+    stateless (lenet and alexnet draw only with RandAugment)."""
     return 'seed' in inspect.signature(self.preprocess_image).parameters
 
 
@@ -62,8 +71,10 @@ for _style in (
     PreprocessingStyle('vgg', vgg_preprocessing.preprocess_image,
                        vgg_preprocessing.preprocess_encoded),
     PreprocessingStyle('cifarnet', cifarnet_preprocessing.preprocess_image),
-    PreprocessingStyle('lenet', lenet_preprocessing.preprocess_image),
-    PreprocessingStyle('alexnet', alexnet_preprocessing.preprocess_image),
+    PreprocessingStyle('lenet', lenet_preprocessing.preprocess_image,
+                       augments=False),
+    PreprocessingStyle('alexnet', alexnet_preprocessing.preprocess_image,
+                       augments=False),
 ):
   STYLES.register(_style.name, _style)
 
@@ -79,10 +90,12 @@ class Preprocessor:
     style: The `PreprocessingStyle`.
     is_training: Training (augmenting) or evaluation mode.
     use_grayscale: Convert RGB images to 1 channel.
+    randaugment: Training: `(N, M)` of RandAugment, or None.
   """
   style: PreprocessingStyle
   is_training: bool = False
   use_grayscale: bool = False
+  randaugment: Optional[tuple] = None
 
   @property
   def accepts_bbox(self):
@@ -90,7 +103,9 @@ class Preprocessor:
 
   @property
   def accepts_seed(self):
-    return self.style.accepts_seed
+    # A style that draws nothing gets no seed: the pipeline then folds none.
+    return self.style.accepts_seed and (self.style.augments or
+                                        self.randaugment is not None)
 
   def _options(self, options):
     options = dict(options)
@@ -101,6 +116,8 @@ class Preprocessor:
       options.pop('bbox', None)
     if not self.accepts_seed:  # nothing random to seed
       options.pop('seed', None)
+    if self.randaugment is not None:
+      options['randaugment'] = self.randaugment
     return options
 
   def __call__(self, image, output_height, output_width, **options):
@@ -159,7 +176,8 @@ def resolve_style(name):
       f'{", ".join(nets_factory.list_networks())}.')
 
 
-def get_preprocessing(name, is_training=False, use_grayscale=False):
+def get_preprocessing(name, is_training=False, use_grayscale=False,
+                      randaugment=None):
   """Returns `fn(image, output_height, output_width, **options)`.
 
   Args:
@@ -167,14 +185,29 @@ def get_preprocessing(name, is_training=False, use_grayscale=False):
       model's default style.
     is_training: Augment (training) or not (evaluation).
     use_grayscale: Convert RGB images to 1 channel.
+    randaugment: Training only: `(N, M)`, RandAugment's ops per image and
+      magnitude (0-10; see `randaugment.py`), applied by the style to the
+      [0, 255] image after its crop and flip, before its colour distortion
+      and normalisation. None: the style's own augmentation only.
 
   Returns:
     A `Preprocessor`; calling it returns float32
     `[output_height, output_width, channels]`.
 
   Raises:
-    ValueError: for an unknown name, listing the valid ones.
+    ValueError: for an unknown name, listing the valid ones; for a bad
+      `randaugment`, or one given for evaluation.
   """
   style = STYLES.get(resolve_style(name))
+  if randaugment is not None:
+    if not is_training:
+      raise ValueError(f'randaugment={randaugment!r} is a training '
+                       'augmentation; evaluation never augments.')
+    try:
+      randaugment = randaugment_lib.check(*randaugment)
+    except TypeError:
+      raise ValueError(f'randaugment must be (N, M), got '
+                       f'{randaugment!r}') from None
   return Preprocessor(style, is_training=bool(is_training),
-                      use_grayscale=bool(use_grayscale))
+                      use_grayscale=bool(use_grayscale),
+                      randaugment=randaugment)

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.preprocessing import image_ops
+from slimkit.preprocessing import randaugment as randaugment_lib
 
 _R_MEAN = 123.68
 _G_MEAN = 116.78
@@ -153,7 +154,10 @@ def _random_resized_crop(image_shape, decode_window, resize_side,
       [output_height, output_width])[0]
 
 
-def _finish(image, use_grayscale):
+def _finish(image, use_grayscale, randaugment=None, draws=None):
+  if randaugment:  # on the crop, before the mean subtraction
+    image = randaugment_lib.distort(image, *randaugment,
+                                    draws=draws.child(_RANDAUGMENT_DRAWS))
   if use_grayscale:
     image = image_ops.to_grayscale(image)
   return _mean_image_subtraction(image)
@@ -171,9 +175,10 @@ def _resize_side(resize_side_min, resize_side_max, draws):
                        dtype=tf.int32)
 
 
-# Keys of the seeded draws of the shorter side and of the crop: the crop is
-# drawn in both branches of the JPEG/other decode, which must draw alike.
-_SIDE_DRAWS, _CROP_DRAWS = 1, 2
+# Keys of the seeded draws of the shorter side, of the crop and of
+# RandAugment: the crop is drawn in both branches of the JPEG/other decode,
+# which must draw alike.
+_SIDE_DRAWS, _CROP_DRAWS, _RANDAUGMENT_DRAWS = 1, 2, 3
 
 
 def preprocess_for_train(image, output_height, output_width,
@@ -195,7 +200,7 @@ def preprocess_for_eval(image, output_height, output_width,
 def preprocess_image(image, output_height, output_width, is_training=False,
                      resize_side_min=_RESIZE_SIDE_MIN,
                      resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False,
-                     seed=None):
+                     seed=None, randaugment=None):
   """Preprocesses one image for VGG or ResNet.
 
   Args:
@@ -211,6 +216,9 @@ def preprocess_image(image, output_height, output_width, is_training=False,
     seed: Training: an int `[2]` seed tensor making the random draws
       stateless (the same output for the same seed); None uses TF's
       stateful random ops.
+    randaugment: Training: `(N, M)` of RandAugment (`randaugment.py`),
+      applied to the flipped crop before the mean subtraction; None: none
+      (TF-Slim's augmentation).
 
   Returns:
     float32 `[output_height, output_width, channels]`, mean-subtracted on the
@@ -227,14 +235,14 @@ def preprocess_image(image, output_height, output_width, is_training=False,
       draws.child(_CROP_DRAWS))
   cropped.set_shape([output_height, output_width,
                      image_ops.num_channels(image)])
-  return _finish(cropped, use_grayscale)
+  return _finish(cropped, use_grayscale, randaugment, draws)
 
 
 def preprocess_encoded(encoded, output_height, output_width,
                        is_training=False, channels=3,
                        resize_side_min=_RESIZE_SIDE_MIN,
                        resize_side_max=_RESIZE_SIDE_MAX, use_grayscale=False,
-                       seed=None):
+                       seed=None, randaugment=None):
   """Like `preprocess_image`, from the encoded PNG or JPEG bytes.
 
   A JPEG is decoded only under the crop (`tf.io.decode_and_crop_jpeg`); the
@@ -251,6 +259,7 @@ def preprocess_encoded(encoded, output_height, output_width,
     resize_side_max: As `preprocess_image`.
     use_grayscale: As `preprocess_image`.
     seed: As `preprocess_image`.
+    randaugment: As `preprocess_image`.
 
   Returns:
     float32 `[output_height, output_width, channels]` (1 channel with
@@ -270,4 +279,4 @@ def preprocess_encoded(encoded, output_height, output_width,
           shape, decode_window, resize_side, output_height, output_width,
           draws.child(_CROP_DRAWS)))
   cropped.set_shape([output_height, output_width, channels])
-  return _finish(cropped, use_grayscale)
+  return _finish(cropped, use_grayscale, randaugment, draws)

@@ -28,6 +28,7 @@ from slimkit.deployment import precision
 from slimkit.deployment import tflite as tflite_lib
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from slimkit.preprocessing import randaugment as randaugment_lib
 
 FLAGS = flags.FLAGS
 
@@ -379,12 +380,56 @@ def define_validation_flags():
                        'images; default: the whole split.', lower_bound=1)
 
 
+def _check_randaugment(value):
+  if value is None:
+    return True
+  try:
+    randaugment_lib.parse(value)
+  except ValueError as e:
+    raise flags.ValidationError(str(e)) from None
+  return True
+
+
+def define_augmentation_flags():
+  """Defines MixUp, CutMix and RandAugment (training; off by default)."""
+  flags.DEFINE_float(
+      'mixup_alpha', 0.0,
+      'MixUp (Zhang et al.): every training batch is blended with itself '
+      'reversed, images and one-hot labels alike, with one weight per batch '
+      'drawn from Beta(alpha, alpha); the loss takes the soft labels (and '
+      '--label_smoothing). 0.2 is usual on ImageNet. 0: off.',
+      lower_bound=0.0)
+  flags.DEFINE_float(
+      'cutmix_alpha', 0.0,
+      'CutMix (Yun et al.): a box of the reversed batch is pasted into every '
+      'training image, its share of the image drawn from Beta(alpha, alpha) '
+      '(one box per batch), and the labels are mixed by the pasted area. '
+      '1.0 is usual. With --mixup_alpha too, each batch gets one of the two '
+      '(as timm). 0: off.', lower_bound=0.0)
+  flags.DEFINE_string(
+      'randaugment', None,
+      'N,M: RandAugment (Cubuk et al.) of every training image, N ops drawn '
+      'from the paper\'s 14 at magnitude M (0-10), after the style\'s crop '
+      'and flip and before its colour distortion and normalisation; e.g. '
+      '2,9 (the paper\'s ImageNet ResNet-50). Default: off. Evaluation '
+      'never augments.')
+  flags.register_validator('randaugment', _check_randaugment)
+
+
+def randaugment(values):
+  """`(N, M)` of `values.randaugment` (e.g. FLAGS), or None when off."""
+  if values.randaugment is None:
+    return None
+  return randaugment_lib.parse(values.randaugment)
+
+
 def define_train_flags():
   """Defines every flag of `train_image_classifier.py`."""
   define_training_flags()
   define_validation_flags()
   define_deployment_flags()
   define_input_flags(batch_size=32)
+  define_augmentation_flags()
   define_optimizer_flags()
   define_learning_rate_flags()
   define_dataset_flags(split_name='train')

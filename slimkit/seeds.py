@@ -11,7 +11,9 @@ thread scheduling or on which traced function ran them:
   the net by the trainer), so a resumed run draws what the uninterrupted
   one would have;
 * augmentation: on the seed and the element's index in its input pipeline's
-  stream (`input_pipeline.make_dataset(seed=...)`), in any parallelism.
+  stream (`input_pipeline.make_dataset(seed=...)`), in any parallelism;
+  MixUp and CutMix, which mix whole batches, on the seed and the batch's
+  index in that stream.
 
 Library code takes a `Draws` (or a seed tensor) as an argument; with none it
 uses TensorFlow's stateful random ops exactly as before, so code that never
@@ -122,3 +124,10 @@ class Draws:
       maxval = 1
     return tf.random.stateless_uniform(shape, seed, minval, maxval,
                                        dtype=dtype)
+
+  def gamma(self, shape, alpha, dtype=tf.float32):
+    """`tf.random.gamma`, stateless when the draws have a seed."""
+    seed = self.next_seed()
+    if seed is None:
+      return tf.random.gamma(shape, alpha, dtype=dtype)
+    return tf.random.stateless_gamma(shape, seed, alpha=alpha, dtype=dtype)

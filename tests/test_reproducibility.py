@@ -62,12 +62,13 @@ def _train_script(digits, train_dir, *extra, steps=4):
       '--num_preprocessing_threads=3', *extra)
 
 
-def _train(train_dir, steps, random_seed, split=None):
+def _train(train_dir, steps, random_seed, split=None, augmented=False):
   """The script's wiring in this process (TF starts once per test file).
 
   Seeds Keras's initialisers as the script does; without TF's op
   determinism, which is switched on per process for good (CPU kernels do
-  not need it; tf.data's order is fixed by the seed).
+  not need it; tf.data's order is fixed by the seed). `augmented` adds
+  RandAugment, MixUp and CutMix (with soft labels and label smoothing).
   """
   keras.utils.set_random_seed(random_seed)
   if split is None:  # synthetic: one fixed batch of the run's seed
@@ -76,12 +77,14 @@ def _train(train_dir, steps, random_seed, split=None):
         batch_size=4, image_size=28, channels=1, seed=random_seed,
         input_context=ctx)
   else:
-    preprocess = preprocessing_factory.get_preprocessing('inception', True)
+    preprocess = preprocessing_factory.get_preprocessing(
+        'inception', True, randaugment=(2, 9) if augmented else None)
+    mixing = dict(mixup_alpha=0.4, cutmix_alpha=1.0) if augmented else {}
     dataset_fn = lambda ctx, seed, records_consumed: (
         input_pipeline.make_dataset(
             split, preprocess, batch_size=4, is_training=True, image_size=28,
             num_readers=2, num_preprocessing_threads=3, input_context=ctx,
-            seed=seed, records_consumed=records_consumed))
+            seed=seed, records_consumed=records_consumed, **mixing))
   return trainer.train(
       strategy=model_deploy.DeploymentConfig().strategy(),
       network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
@@ -92,7 +95,8 @@ def _train(train_dir, steps, random_seed, split=None):
       options=trainer.TrainOptions(
           train_dir=str(train_dir), batch_size=4, max_number_of_steps=steps,
           save_interval_secs=0, save_summaries_secs=10 ** 6,
-          random_seed=random_seed))
+          random_seed=random_seed,
+          label_smoothing=0.1 if augmented else 0.0))
 
 
 def _checkpoints(train_dir):
@@ -131,7 +135,11 @@ def test_a_drawn_seed_is_logged_and_the_flagfile_repeats_the_run(digits,
   found = re.search(r'Random seed (\d+) \(drawn', result.stderr)
   assert found, result.stderr[-2000:]
   with open(tmp_path / 'a' / 'flags.txt') as f:
-    assert f'--random_seed={found.group(1)}\n' in f.read()
+    written = f.read()
+  assert f'--random_seed={found.group(1)}\n' in written
+  # So the repeat runs with the augmentations explicitly off: bit-identical
+  # to the run without those flags (the TF-Slim path is unchanged).
+  assert '--mixup_alpha=0.0\n' in written and '--cutmix_alpha=0.0\n' in written
   _script('train_image_classifier.py',
           f'--flagfile={tmp_path / "a" / "flags.txt"}',
           f'--train_dir={tmp_path / "b"}', '--save_summaries_secs=100000')
@@ -201,17 +209,21 @@ def test_the_same_seed_gives_the_same_weights_another_seed_others(digits,
   assert _weights_differ(first, _checkpoints(tmp_path / 'c'))
 
 
-@pytest.mark.parametrize('records', [False, True])
+@pytest.mark.parametrize('records, augmented', [
+    (False, False), (True, False), (True, True)],
+                         ids=['synthetic', 'records', 'augmented'])
 def test_a_resumed_run_ends_where_the_uninterrupted_one_does(
-    digits, tmp_path, records):
+    digits, tmp_path, records, augmented):
   # Stopped and resumed at step 2, the run must continue every stream:
   # dropout (keyed on the step), the optimizer's state, and the input
-  # (replayed up to where it stopped; synthetic input is one fixed batch).
+  # (replayed up to where it stopped, RandAugment keyed on the image's and
+  # MixUp/CutMix on the batch's place in the stream; synthetic input is one
+  # fixed batch).
   split = (dataset_factory.get_split('digits', 'train', digits) if records
            else None)
-  _train(tmp_path / 'whole', 4, 3, split)
-  _train(tmp_path / 'resumed', 2, 3, split)
-  _train(tmp_path / 'resumed', 4, 3, split)
+  _train(tmp_path / 'whole', 4, 3, split, augmented)
+  _train(tmp_path / 'resumed', 2, 3, split, augmented)
+  _train(tmp_path / 'resumed', 4, 3, split, augmented)
   whole, resumed = _checkpoints(tmp_path / 'whole'), _checkpoints(
       tmp_path / 'resumed')
   assert sorted(resumed) == [1, 2, 3, 4]

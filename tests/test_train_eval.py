@@ -292,6 +292,9 @@ def test_users_command_shape_runs_four_clones_on_cpu(tmp_path):
      'decays to --end_learning_rate at the last step: it needs '
      '--max_number_of_steps'),
     ('--num_clones=64', '--num_clones=64 needs 64'),
+    ('--randaugment=2,x', r"--randaugment=2,x: M in N,M must be a number in "
+     r"\[0, 10\], got 'x'"),
+    ('--mixup_alpha=-0.5', '--mixup_alpha=-0.5: -0.5 is not a non-negative'),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, flag,
                                                          message):
