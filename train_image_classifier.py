@@ -143,7 +143,11 @@ def main(argv):
   if drawn:
     random_seed = FLAGS.random_seed = model_deploy.chief_value(
         strategy, seeds.draw_seed())
-  seeds.seed_everything(random_seed)
+  seeds.seed_everything(random_seed, op_determinism=not FLAGS.xla)
+  if FLAGS.xla:
+    logging.warning('--xla: TF\'s op determinism has no XLA version of some '
+                    'gradients (max pooling), so it is off. The run is seeded '
+                    'but not guaranteed to repeat bit for bit.')
   logging.info('Random seed %d%s.', random_seed,
                ' (drawn; repeat the run with --flagfile=<train_dir>/flags.txt)'
                if drawn else '')

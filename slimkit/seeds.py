@@ -38,18 +38,22 @@ def draw_seed():
   return secrets.randbelow(MAX_SEED + 1)
 
 
-def seed_everything(seed):
+def seed_everything(seed, op_determinism=True):
   """Seeds every generator and makes TensorFlow's ops deterministic.
 
   Call it once, before the first TensorFlow op of the process.
 
   Args:
     seed: An int in [0, MAX_SEED].
+    op_determinism: Also `tf.config.experimental.enable_op_determinism()`.
+      XLA refuses it for some gradients (max pooling's), so a run compiled
+      with `--xla` is seeded without it.
   """
   keras.utils.set_random_seed(int(seed))
-  # On CPU this mostly fixes tf.data's element order; on GPUs it also picks
-  # cuDNN's deterministic algorithms (see docs/training.md).
-  tf.config.experimental.enable_op_determinism()
+  if op_determinism:
+    # On CPU this mostly fixes tf.data's element order; on GPUs it also
+    # picks cuDNN's deterministic algorithms (see docs/training.md).
+    tf.config.experimental.enable_op_determinism()
 
 
 def fold(seed, *values):

@@ -1,7 +1,7 @@
 """A LeNet trained on the bundled digits, for the TFLite and QAT tests.
 
-The digits converter runs offline (datasets/digits.py). Training follows
-quickstart.sh (momentum 0.01, batch 32), shortened. The seed defaults to 0;
+The digits converter runs offline (datasets/digits.py). Training: momentum
+0.9 at 0.01 after a 20-step warmup, batch 32. The seed defaults to 0;
 `SLIMKIT_TEST_SEED=N python -m pytest tests/test_tflite.py` checks that the
 assertions hold for other seeds too.
 """
@@ -55,7 +55,11 @@ def train(dataset_dir, train_dir, *, steps, seed=SEED, net_options=None,
           split, preprocess, batch_size=BATCH, is_training=True,
           image_size=28, input_context=ctx, seed=seed, num_readers=1),
       optimizer_fn=lambda lr: optimization.build_optimizer('momentum', lr),
-      learning_rate=0.01,
+      # A short warmup: at momentum 0.9 and 0.01 from the first step,
+      # LeNet's large initial logits blew its start up for one seed in ten
+      # (seed 9 ended at 8% accuracy; with the warmup seeds 0-9 reach 94-99%).
+      learning_rate=optimization.build_learning_rate('fixed', 0.01,
+                                                     warmup_steps=20),
       options=trainer.TrainOptions(
           train_dir=str(train_dir), batch_size=BATCH,
           max_number_of_steps=steps, log_every_n_steps=100,
