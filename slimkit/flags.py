@@ -342,8 +342,8 @@ def define_training_flags():
       'random_seed', None,
       'Seed of every random draw: initial weights, dropout, augmentation, '
       'shuffling. The same flags and seed give bit-identical checkpoints on '
-      'the same machine and software (GPUs: see docs/training.md). Default: '
-      'a seed is drawn, logged and written to flags.txt, so that '
+      'the same machine and software (GPUs and --xla: see docs/training.md). '
+      'Default: a seed is drawn, logged and written to flags.txt, so that '
       '--flagfile=<train_dir>/flags.txt repeats the run.',
       lower_bound=0, upper_bound=seeds.MAX_SEED)
 
