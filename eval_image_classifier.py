@@ -162,6 +162,14 @@ def _evaluate_tflite(split):
   except (tflite.TFLiteModelError, tflite.MissingRuntimeError,
           FileNotFoundError) as e:
     slim_flags.fail(str(e), status=1)
+  if FLAGS.model_options:
+    slim_flags.fail(f'--model_options={FLAGS.model_options} builds a net from '
+                    'a checkpoint; a --tflite_model has its net built in.')
+  if FLAGS.eval_image_size and FLAGS.eval_image_size != classifier.image_size:
+    slim_flags.fail(
+        f'--eval_image_size={FLAGS.eval_image_size}: --tflite_model='
+        f'{FLAGS.tflite_model} takes {classifier.image_size}x'
+        f'{classifier.image_size} images (leave the flag out).')
   stored = classifier.metadata or {}
   name = (FLAGS.preprocessing_name or stored.get('preprocessing_name') or
           FLAGS.model_name)

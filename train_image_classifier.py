@@ -115,6 +115,11 @@ def main(argv):
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
   validation_split = None
+  unused = [f'--{n}' for n in ('validation_split_name', 'validation_max_batches')
+            if FLAGS[n].present]
+  if unused and not FLAGS.eval_every_n_steps:
+    logging.warning('%s set without --eval_every_n_steps: no validation runs.',
+                    ' and '.join(unused))
   if FLAGS.eval_every_n_steps:
     if synthetic.is_synthetic(split):
       slim_flags.fail('--eval_every_n_steps evaluates records; '
@@ -138,19 +143,30 @@ def main(argv):
   except model_deploy.DeploymentError as e:
     slim_flags.fail(str(e))
   # Before any weight or random op exists. A drawn seed goes into flags.txt,
-  # so the run can be repeated; workers all take the chief's.
+  # so the run can be repeated; workers all take the chief's. A run resumed
+  # without --random_seed keeps the seed it was started with (its input
+  # stream resumes where it stopped only with that seed).
   random_seed, drawn = FLAGS.random_seed, FLAGS.random_seed is None
+  resumed_seed = None
+  if drawn and tf.train.latest_checkpoint(FLAGS.train_dir):
+    written = slim_flags.read_flagfile_value(
+        os.path.join(FLAGS.train_dir, 'flags.txt'), 'random_seed')
+    resumed_seed = int(written) if written and written.isdigit() else None
   if drawn:
     random_seed = FLAGS.random_seed = model_deploy.chief_value(
-        strategy, seeds.draw_seed())
+        strategy, seeds.draw_seed() if resumed_seed is None else resumed_seed)
   seeds.seed_everything(random_seed, op_determinism=not FLAGS.xla)
   if FLAGS.xla:
     logging.warning('--xla: TF\'s op determinism has no XLA version of some '
                     'gradients (max pooling), so it is off. The run is seeded '
                     'but not guaranteed to repeat bit for bit.')
-  logging.info('Random seed %d%s.', random_seed,
-               ' (drawn; repeat the run with --flagfile=<train_dir>/flags.txt)'
-               if drawn else '')
+  if not drawn:
+    how = ''
+  elif resumed_seed == random_seed:
+    how = ' (the resumed run\'s, from <train_dir>/flags.txt)'
+  else:
+    how = ' (drawn; repeat the run with --flagfile=<train_dir>/flags.txt)'
+  logging.info('Random seed %d%s.', random_seed, how)
   if FLAGS.checkpoint_path and not tf.train.latest_checkpoint(FLAGS.train_dir):
     try:
       checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)

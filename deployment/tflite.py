@@ -50,6 +50,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from slimkit.datasets import dataset_utils
 from slimkit.deployment import export
 
 QUANTIZE_MODES = ('none', 'float16', 'dynamic', 'int8')
@@ -187,9 +188,9 @@ def convert(net, *, image_size, channels=3, quantize='none',
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = _representative(
         calibration_images, image_size, channels)
-    if io_type == 'uint8':
-      converter.inference_input_type = tf.uint8
-      converter.inference_output_type = tf.uint8
+  if io_type == 'uint8':  # with calibration or the learned ranges alone
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
   model = converter.convert()
   if quantize == 'int8' and calibration_images is None:
     # The FakeQuant ops alone: every tensor needs one of their ranges.
@@ -385,8 +386,9 @@ def export_tflite(net, output_file, *, image_size, channels=3,
   model = with_metadata(model, metadata)
   directory = os.path.dirname(os.path.abspath(output_file))
   os.makedirs(directory, exist_ok=True)
-  with open(output_file, 'wb') as f:
-    f.write(model)
+  with dataset_utils.atomic_output(output_file) as tmp_path:  # never half
+    with open(tmp_path, 'wb') as f:
+      f.write(model)
   return ExportedModel(path=output_file, size_bytes=len(model),
                        metadata=metadata)
 

@@ -196,6 +196,26 @@ for _name, _entry in (
   ACTIVATIONS.register(_name, _entry)
 
 
+def _checked_initializer(initializer):
+  """`initializer`, refused now (when the net is made) if it is a bad name."""
+  if isinstance(initializer, str):
+    try:
+      keras.initializers.get(initializer)
+    except ValueError:
+      raise ValueError(
+          f'Unknown initializer {initializer!r}: use a Keras initializer name '
+          '(glorot_uniform, glorot_normal, he_normal, he_uniform, '
+          'lecun_normal, truncated_normal, ...).') from None
+  return initializer
+
+
+def _checked_padding(padding):
+  """'SAME' or 'VALID' (any case), refused now otherwise."""
+  if not isinstance(padding, str) or padding.upper() not in ('SAME', 'VALID'):
+    raise ValueError(f'padding={padding!r}; valid: SAME, VALID.')
+  return padding.upper()
+
+
 def _own_copy(initializer):
   """`initializer`, or a copy with a seed of its own for each weight.
 
@@ -366,7 +386,7 @@ class _SlimLayer(keras.layers.Layer):
     # too) reaches here through the subclasses' **kwargs.
     super().__init__(name=name, **kwargs)
     self.activation = get_activation(activation)
-    self.weights_initializer = weights_initializer
+    self.weights_initializer = _checked_initializer(weights_initializer)
     self.weights_regularizer = weights_regularizer
     self.biases_initializer = biases_initializer
     self.biases_regularizer = biases_regularizer
@@ -494,7 +514,7 @@ class Conv2D(_SlimLayer):
     self.num_outputs = num_outputs
     self.kernel_size = _pair(kernel_size)
     self.stride = _pair(stride)
-    self.padding = padding.upper()
+    self.padding = _checked_padding(padding)
     self.rate = _pair(rate)
 
   def build(self, input_shape):
@@ -555,7 +575,7 @@ class SeparableConv2D(_SlimLayer):
     self.kernel_size = _pair(kernel_size)
     self.depth_multiplier = depth_multiplier
     self.stride = _pair(stride)
-    self.padding = padding.upper()
+    self.padding = _checked_padding(padding)
     self.rate = _pair(rate)
     self.pointwise_initializer = pointwise_initializer or weights_initializer
     self.pointwise_kernel = None

@@ -1,6 +1,7 @@
 """The base class of every net: a Keras model that returns `(logits, end_points)`."""
 
 import inspect
+import threading
 
 import keras
 import tensorflow as tf
@@ -42,7 +43,10 @@ class Network(keras.Model):
     self.num_classes = num_classes
     self.is_training = is_training
     self._net_config = dict(config or {})
-    self._draws = seeds.Draws()  # set anew by every call
+    # This call's draws, per thread: MirroredStrategy runs each clone's call
+    # in a thread of its own and switches between them mid-call (at a
+    # merge_call, such as a fake-quant range update).
+    self._call_state = threading.local()
     self.fake_quantization = None
     self._input_range = None
 
@@ -64,7 +68,7 @@ class Network(keras.Model):
     if training is None:
       training = self.is_training
     # The draws of this call, for `dropout`; each call starts afresh.
-    self._draws = seeds.Draws(seed)
+    self._call_state.draws = seeds.Draws(seed)
     if self._input_range is not None:
       images = self._quantized_input(images, bool(training))
     return self.forward(images, bool(training))
@@ -131,7 +135,8 @@ class Network(keras.Model):
 
   def dropout(self, x, keep_prob, training):
     """`layers.dropout` with this call's draws (see `call`'s `seed`)."""
-    return slim_layers.dropout(x, keep_prob, training, draws=self._draws)
+    draws = getattr(self._call_state, 'draws', None) or seeds.Draws()
+    return slim_layers.dropout(x, keep_prob, training, draws=draws)
 
   def get_config(self):
     return dict(self._net_config)

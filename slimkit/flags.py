@@ -23,6 +23,7 @@ from absl import flags
 
 from slimkit import seeds
 from slimkit.datasets import dataset_factory
+from slimkit.datasets import dataset_utils
 from slimkit.deployment import optimization
 from slimkit.deployment import precision
 from slimkit.deployment import tflite as tflite_lib
@@ -344,7 +345,8 @@ def define_training_flags():
       'shuffling. The same flags and seed give bit-identical checkpoints on '
       'the same machine and software (GPUs and --xla: see docs/training.md). '
       'Default: a seed is drawn, logged and written to flags.txt, so that '
-      '--flagfile=<train_dir>/flags.txt repeats the run.',
+      '--flagfile=<train_dir>/flags.txt repeats the run; a resumed run '
+      'keeps the seed in its flags.txt.',
       lower_bound=0, upper_bound=seeds.MAX_SEED)
 
 
@@ -410,7 +412,8 @@ def define_augmentation_flags():
       'randaugment', None,
       'N,M: RandAugment (Cubuk et al.) of every training image, N ops drawn '
       'from the paper\'s 14 at magnitude M (0-10), after the style\'s crop '
-      'and flip and before its colour distortion and normalisation; e.g. '
+      '(and flip; the inception style flips after it) and before its colour '
+      'distortion and normalisation; e.g. '
       '2,9 (the paper\'s ImageNet ResNet-50). Default: off. Evaluation '
       'never augments.')
   flags.register_validator('randaugment', _check_randaugment)
@@ -613,5 +616,27 @@ def write_flagfile(path, module_name=__name__):
   """
   lines = sorted(f.serialize() for f in FLAGS.get_flags_for_module(module_name)
                  if f.value is not None)
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  with dataset_utils.atomic_output(path) as tmp_path:  # never half a file
+    with open(tmp_path, 'w') as f:
+      f.write('\n'.join(lines) + '\n')
+
+
+def read_flagfile_value(path, name):
+  """The value of `--name` in a flag file `write_flagfile` wrote.
+
+  Args:
+    path: The flag file (e.g. `train_dir/flags.txt`).
+    name: The flag's name, without dashes.
+
+  Returns:
+    The value as written (a string), or None when the file or the flag is
+    missing.
+  """
+  try:
+    with open(path) as f:
+      lines = f.read().splitlines()
+  except OSError:
+    return None
+  prefix = f'--{name}='
+  values = [line[len(prefix):] for line in lines if line.startswith(prefix)]
+  return values[-1] if values else None

@@ -1,6 +1,7 @@
 """compare_methods.py on the bundled digits: grid, resume, report, errors."""
 
 import csv
+import dataclasses
 import glob
 import os
 import signal
@@ -229,6 +230,27 @@ def test_grid_names_and_order():
     grid.parse_vary('optimizer=adam,adam')
   with pytest.raises(grid.GridError, match='distinct'):
     grid.parse_seeds('0,0')
+
+
+def test_the_report_notes_what_the_table_does_not_say():
+  from slimkit.study import report  # pylint: disable=g-import-not-at-top
+  from slimkit.study import results  # pylint: disable=g-import-not-at-top
+  axes = [grid.Axis('optimizer', ('momentum', 'adam')),
+          grid.Axis('opt_epsilon', ('1.0', '1e-8'))]
+  info = report.StudyInfo(name='s', axes=axes, seeds=(0,), fixed_flags={})
+  runs = [results.RunResult(name=r.name, values=tuple(
+      r.flag_values(axes).items()), seed=r.seed, state='finished',
+                            final_accuracy=0.5)
+          for r in grid.build_runs(axes, seeds=(0,))]
+  said = ' '.join(report.notes(info, report.summarize(runs)))
+  # TF-Slim's momentum has no epsilon; Adam's epsilon 1.0 makes it crawl.
+  assert '`--opt_epsilon` does not enter `momentum`' in said
+  assert 'crawls' in said and 'One seed per configuration' in said
+  info = dataclasses.replace(info, axes=axes[:1], seeds=(0, 1),
+                             fixed_flags={'opt_epsilon': '1e-8'})
+  runs = [dataclasses.replace(r, values=r.values[:1]) for r in runs]
+  said = ' '.join(report.notes(info, report.summarize(runs)))
+  assert 'does not enter' not in said and 'crawls' not in said
 
 
 def test_vary_values_flag_files_and_their_checks(tmp_path):

@@ -166,6 +166,14 @@ def test_bad_activation_lists_the_valid_ones():
 def test_builder_refusals_are_reported_with_the_options():
   with pytest.raises(ValueError, match='depth_multiplier must be > 0'):
     nets_factory.parse_model_options('mobilenet_v1', 'depth_multiplier=0')
+  # String options are checked when the net is made, not when it is built.
+  with pytest.raises(ValueError, match="Unknown initializer 'nonsense'"):
+    nets_factory.parse_model_options('alexnet_v2', 'conv_initializer=nonsense')
+  with pytest.raises(ValueError, match="padding='x'; valid: SAME, VALID"):
+    nets_factory.parse_model_options('vgg_16', 'fc_conv_padding=x')
+  assert nets_factory.parse_model_options(
+      'alexnet_v2', 'conv_initializer=he_normal') == {
+          'conv_initializer': 'he_normal'}
 
 
 # --- Activations: each one's arithmetic, computed independently ---

@@ -89,6 +89,48 @@ def test_batch_norm_is_folded_and_frozen_once_quantized():
                              rtol=1e-5, atol=1e-5)
 
 
+# Two clones on two logical CPUs (set before TensorFlow starts, so in a
+# process of its own). The range updates' merge_call switches the replica
+# threads mid-call: each clone must still drop out with its own seed.
+_CLONE_DROPOUT = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices('CPU')[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from slimkit import seeds
+from slimkit.nets import layers, nets_factory
+strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+with strategy.scope():
+  net = nets_factory.get_network_fn('lenet', 10, is_training=True)
+  net(tf.zeros([1, 28, 28, 1]))
+  # Decay 1: the ranges stay at the first batch's, so calls compare.
+  net.enable_fake_quant(layers.FakeQuantization(always=True, ema_decay=1.0))
+images = tf.random.stateless_uniform([2, 28, 28, 1], [1, 2])
+@tf.function
+def step(order):
+  def replica():
+    rid = tf.distribute.get_replica_context().replica_id_in_sync_group
+    seed = seeds.fold(5, tf.gather(order, rid))
+    return net(images, training=True, seed=seed)[0]
+  return strategy.experimental_local_results(strategy.run(replica))
+run = lambda order: [t.numpy() for t in step(tf.constant(order))]
+run([0, 1])  # sets the ranges
+a, b = run([0, 1])
+b2, a2 = run([1, 0])  # the seeds swapped between the clones
+print(not np.array_equal(a, b), np.array_equal(a, a2), np.array_equal(b, b2))
+"""
+
+
+def test_clones_drop_out_with_their_own_seeds_while_quantized():
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run([sys.executable, '-c', _CLONE_DROPOUT],
+                          capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  # Different masks, each the seed's whichever clone draws it.
+  assert result.stdout.split()[-3:] == ['True', 'True', 'True'], result.stdout
+
+
 def test_float_checkpoints_restore_into_a_quantized_net(tmp_path):
   # A TF-Slim (name-based) checkpoint has no ranges: they start fresh.
   net = nets_factory.get_network_fn('lenet', 10)
@@ -181,6 +223,15 @@ def test_qat_int8_export_uses_the_learned_ranges(runs):
   assert round((high - low) / 255.0, 7) in scales
   images, _ = digits_lenet.images(runs['data'], 'test')
   simulated = tf.nn.softmax(net(images[:64])[0]).numpy()
+  np.testing.assert_allclose(classifier.predict(images[:64]), simulated,
+                             atol=0.03)
+  # uint8 input and output from the learned ranges alone, too.
+  model = tflite.convert(net, image_size=28, channels=1, quantize='int8',
+                         io_type='uint8')
+  classifier = tflite.TFLiteClassifier(model)
+  details = classifier._interpreter  # pylint: disable=protected-access
+  assert details.get_input_details()[0]['dtype'] == np.uint8
+  assert details.get_output_details()[0]['dtype'] == np.uint8
   np.testing.assert_allclose(classifier.predict(images[:64]), simulated,
                              atol=0.03)
 

@@ -140,11 +140,17 @@ def test_a_drawn_seed_is_logged_and_the_flagfile_repeats_the_run(digits,
   # So the repeat runs with the augmentations explicitly off: bit-identical
   # to the run without those flags (the TF-Slim path is unchanged).
   assert '--mixup_alpha=0.0\n' in written and '--cutmix_alpha=0.0\n' in written
+  # Resumed without --random_seed, the run keeps its seed (and so its
+  # input stream): it ends where one uninterrupted run of that seed does.
+  resumed = _train_script(digits, tmp_path / 'a', steps=6)
+  assert f'Random seed {found.group(1)} (the resumed run' in resumed.stderr
+  with open(tmp_path / 'a' / 'flags.txt') as f:
+    assert f'--random_seed={found.group(1)}\n' in f.read()
   _script('train_image_classifier.py',
           f'--flagfile={tmp_path / "a" / "flags.txt"}',
           f'--train_dir={tmp_path / "b"}', '--save_summaries_secs=100000')
   first = _checkpoints(tmp_path / 'a')
-  assert sorted(first) == [1, 2, 3, 4]
+  assert 6 in first and 4 in first
   _assert_identical(first, _checkpoints(tmp_path / 'b'))
 
 

@@ -178,6 +178,14 @@ def test_eval_script_equals_a_direct_interpreter_loop(trained, tmp_path):
     assert step == trained['step']
     np.testing.assert_allclose(logged, value, rtol=1e-4, err_msg=tag)
   assert f'(global step {trained["step"]})' in result.stdout
+  # Flags that configure a checkpoint's net are refused, not ignored.
+  for flag, message in (('--eval_image_size=32', 'takes 28x28 images'),
+                        ('--model_options=activation=elu', 'built in')):
+    refused = _run('eval_image_classifier.py', f'--tflite_model={path}',
+                   '--dataset_name=digits', f'--dataset_dir={trained["data"]}',
+                   f'--eval_dir={tmp_path / "refused"}', flag)
+    assert refused.returncode == 2 and message in refused.stderr, flag
+    assert not os.path.exists(tmp_path / 'refused')
 
 
 def _write_png(path, image):

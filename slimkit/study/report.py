@@ -24,12 +24,17 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
+from slimkit.deployment import optimization
 from slimkit.deployment import trainer
 from slimkit.study import grid
 
 PLOTS = ('validation_accuracy.png', 'training_loss.png',
          'accuracy_vs_time.png')
-_ADAM_FAMILY = ('adam', 'adamw', 'nadam', 'lamb')
+_ADAM_FAMILY = tuple(optimization.optimizers_where(lambda e: e.adam_family))
+# The optimizer flags, each read only by the optimizers whose entry names it.
+_OPTIMIZER_FLAGS = frozenset(
+    f.name for f in dataclasses.fields(optimization.OptimizerHParams)
+    if f.name != 'weight_decay')  # weight_decay is the nets' L2 otherwise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,9 +162,16 @@ def notes(info, summaries):
   """Sentences a reader of the table needs (what the numbers do not say)."""
   said = []
   epsilons = set()
+  unread = {}  # flag -> the optimizers of the study that do not read it
   for summary in summaries:
     flags = summary.flags(info.fixed_flags)
-    if flags.get('optimizer', 'rmsprop') in _ADAM_FAMILY:
+    name = flags.get('optimizer', 'rmsprop')
+    if name in optimization.list_optimizers():
+      reads = optimization.OPTIMIZERS.get(name).flags
+      for axis in info.axes:
+        if axis.name in _OPTIMIZER_FLAGS and axis.name not in reads:
+          unread.setdefault(axis.name, set()).add(name)
+    if name in _ADAM_FAMILY:
       try:
         epsilons.add(float(flags.get('opt_epsilon', 1.0)))
       except ValueError:
@@ -169,9 +181,14 @@ def notes(info, summaries):
         'With `--opt_epsilon=1.0` (TF-Slim\'s default, kept for '
         'compatibility) Adam\'s update is `lr * m / (sqrt(v) + 1)`, about '
         '`lr * m` for gradients much smaller than 1: Adam then behaves like '
-        'slow momentum SGD and "crawls". Adam\'s own default is 1e-8'
-        + (', which the rows with a small epsilon show.'
-           if any(e < 0.1 for e in epsilons) else '.'))
+        'slow momentum SGD and "crawls". Adam\'s own default is 1e-8; with '
+        'it each weight steps by about `lr` whatever its gradient\'s scale, '
+        'so Adam then wants a smaller `--learning_rate` (its usual 0.001) '
+        'than momentum does.')
+  for flag, names in sorted(unread.items()):
+    said.append(
+        f'`--{flag}` does not enter ' + ', '.join(f'`{n}`' for n in sorted(names))
+        + ': rows that differ only in it are the same training, repeated.')
   if len(info.seeds) == 1:
     said.append('One seed per configuration: a difference smaller than the '
                 'run-to-run spread of a seed is noise. Repeat with '

@@ -20,10 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from slimkit.deployment import trainer
+from slimkit.nets import layers as slim_layers
 from slimkit.study import runner
 
-# Batch-norm statistics are variables but not parameters.
-_NOT_PARAMETERS = ('/moving_mean', '/moving_variance')
+# Batch-norm statistics and fake-quant ranges are variables, not parameters.
+_NOT_PARAMETERS = ('/moving_mean', '/moving_variance') + (
+    slim_layers.QUANT_RANGE_SUFFIXES)
 
 
 @dataclasses.dataclass(frozen=True)
