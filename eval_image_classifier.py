@@ -102,19 +102,7 @@ def main(argv):
       net.enable_fake_quant(layers.FakeQuantization(always=True))
     return net
 
-  # Counts the records --skip_corrupt_records drops.
-  skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
-             if FLAGS.skip_corrupt_records else None)
-  skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
-                  if skipped is not None else {})
-
-  def dataset_fn():
-    return input_pipeline.make_dataset(
-        split, preprocess, **skip_options,
-        batch_size=FLAGS.batch_size, is_training=False,
-        image_size=image_size,
-        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
-        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
+  dataset_fn, skipped = _eval_input(split, preprocess, image_size)
 
   options = evaluator.EvalOptions(
       eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
@@ -133,18 +121,11 @@ def main(argv):
           network_fn=network_fn, dataset_fn=dataset_fn,
           checkpoint_path=FLAGS.checkpoint_path, options=options)]
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
-    explained = input_pipeline.explain_input_error(split, e)
-    if explained is e:
-      raise
-    slim_flags.fail(str(explained), status=1)
+    slim_flags.fail_on_input_error(split, e)
   except (ValueError, evaluator.UnreadableCheckpointError) as e:
     slim_flags.fail(str(e), status=1)
   for metrics in results:
-    skipped_text = (f', {metrics["skipped_records"]} corrupt records skipped'
-                    if 'skipped_records' in metrics else '')
-    print(f'global step {metrics["global_step"]}: '
-          f'{evaluator.format_metrics(metrics)} '
-          f'({metrics["num_examples"]} examples{skipped_text})', flush=True)
+    _print_metrics(f'global step {metrics["global_step"]}', metrics)
   print(f'Summaries in {FLAGS.eval_dir}: tensorboard --logdir {FLAGS.eval_dir}',
         flush=True)
 
@@ -188,18 +169,7 @@ def _evaluate_tflite(split):
         f'--labels_offset={FLAGS.labels_offset}).')
   preprocess = preprocessing_factory.get_preprocessing(
       name, is_training=False, use_grayscale=FLAGS.use_grayscale)
-  skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
-             if FLAGS.skip_corrupt_records else None)
-  skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
-                  if skipped is not None else {})
-
-  def dataset_fn():
-    return input_pipeline.make_dataset(
-        split, preprocess, **skip_options,
-        batch_size=FLAGS.batch_size, is_training=False,
-        image_size=classifier.image_size,
-        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
-        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
+  dataset_fn, skipped = _eval_input(split, preprocess, classifier.image_size)
 
   options = evaluator.EvalOptions(
       eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
@@ -215,19 +185,40 @@ def _evaluate_tflite(split):
         global_step=stored.get('global_step') or 0,
         source=FLAGS.tflite_model)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
-    explained = input_pipeline.explain_input_error(split, e)
-    if explained is e:
-      raise
-    slim_flags.fail(str(explained), status=1)
+    slim_flags.fail_on_input_error(split, e)
   except ValueError as e:
     slim_flags.fail(str(e), status=1)
-  skipped_text = (f', {metrics["skipped_records"]} corrupt records skipped'
-                  if 'skipped_records' in metrics else '')
-  print(f'{FLAGS.tflite_model} (global step {metrics["global_step"]}): '
-        f'{evaluator.format_metrics(metrics)} '
-        f'({metrics["num_examples"]} examples{skipped_text})', flush=True)
+  _print_metrics(
+      f'{FLAGS.tflite_model} (global step {metrics["global_step"]})', metrics)
   print(f'Summaries in {FLAGS.eval_dir}: tensorboard --logdir {FLAGS.eval_dir}',
         flush=True)
+
+
+def _eval_input(split, preprocess, image_size):
+  """The eval `dataset_fn` of `split`, and the counter of the records
+  `--skip_corrupt_records` drops (None without it)."""
+  skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
+             if FLAGS.skip_corrupt_records else None)
+  skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
+                  if skipped is not None else {})
+
+  def dataset_fn():
+    return input_pipeline.make_dataset(
+        split, preprocess, **skip_options,
+        batch_size=FLAGS.batch_size, is_training=False,
+        image_size=image_size,
+        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
+
+  return dataset_fn, skipped
+
+
+def _print_metrics(source, metrics):
+  """Prints one evaluation's metrics after `source`."""
+  skipped_text = (f', {metrics["skipped_records"]} corrupt records skipped'
+                  if 'skipped_records' in metrics else '')
+  print(f'{source}: {evaluator.format_metrics(metrics)} '
+        f'({metrics["num_examples"]} examples{skipped_text})', flush=True)
 
 
 if __name__ == '__main__':

@@ -302,10 +302,7 @@ def main(argv):
   except trainer.CheckpointSaveError as e:
     slim_flags.fail(str(e), status=1)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
-    explained = input_pipeline.explain_input_error(split, e)
-    if explained is e:
-      raise
-    slim_flags.fail(str(explained), status=1)
+    slim_flags.fail_on_input_error(split, e)
   except (ValueError, FileNotFoundError) as e:
     # Bad --checkpoint_path or --trainable_scopes: named in the message.
     slim_flags.fail(str(e), status=1)

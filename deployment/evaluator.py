@@ -229,7 +229,14 @@ def _run_metrics(step_fn, dataset, options, *, global_step, source):
 
 
 def write_summaries(writer, metrics, step):
-  """Writes `eval/Accuracy`, `eval/Recall_5` and `eval/loss` at `step`."""
+  """Writes `eval/Accuracy`, `eval/Recall_5` and `eval/loss` at `step`.
+
+  Args:
+    writer: A `tf.summary` writer (of the eval or validation folder).
+    metrics: The dict `evaluate_*` returns (`skipped_records` written too
+      when present).
+    step: The global step the metrics belong to.
+  """
   with writer.as_default(step=step):
     for name in ('Accuracy', 'Recall_5', 'loss'):
       tf.summary.scalar(f'eval/{name}', metrics[name])

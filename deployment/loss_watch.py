@@ -49,6 +49,10 @@ class LossWatch:
   def check(self, step, loss):
     """Records the cross-entropy `loss` logged at global `step`.
 
+    Args:
+      step: The global step of the log line.
+      loss: Its cross-entropy (without regularisation), a float.
+
     Returns:
       A warning to log (each kind at most once per process), or None.
     """

@@ -566,7 +566,15 @@ def build_learning_rate(decay_type, learning_rate, *, decay_steps=1,
 
 
 def current_learning_rate(learning_rate, step):
-  """Evaluates a float or a schedule at `step` (for logs and summaries)."""
+  """Evaluates a float or a schedule at `step` (for logs and summaries).
+
+  Args:
+    learning_rate: A float, or a schedule called with the step.
+    step: The global step (an int or a scalar tensor).
+
+  Returns:
+    The rate at `step` (a float, or a tensor for a schedule).
+  """
   if callable(learning_rate):
     return learning_rate(step)
   return learning_rate

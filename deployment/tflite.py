@@ -541,6 +541,12 @@ def loss_logits(probabilities):
 
   `softmax(log(p)) = p / sum(p)`, so the evaluator's loss on these logits is
   `-log(p[label] / sum(p))` with `p` clipped at `LOSS_EPSILON`.
+
+  Args:
+    probabilities: A `[batch, classes]` array of a model's probabilities.
+
+  Returns:
+    float `[batch, classes]` logits.
   """
   return np.log(np.clip(probabilities, LOSS_EPSILON, 1.0))
 

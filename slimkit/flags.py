@@ -24,6 +24,7 @@ from absl import flags
 from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import dataset_utils
+from slimkit.datasets import input_pipeline
 from slimkit.deployment import optimization
 from slimkit.deployment import precision
 from slimkit.deployment import tflite as tflite_lib
@@ -88,6 +89,9 @@ def model_options(values):
 
   A bad value stops the script (exit status 2) with a message naming it and
   the valid options of the net, before anything is written.
+
+  Args:
+    values: An object with `model_name` and `model_options` attributes.
 
   Returns:
     A dict of keyword arguments for `nets_factory.get_network_fn`.
@@ -252,7 +256,14 @@ def define_optimizer_flags():
 
 
 def optimizer_hparams(values):
-  """Collects the optimizer flags of `values` (e.g. FLAGS) into hparams."""
+  """Collects the optimizer flags of `values` (e.g. FLAGS) into hparams.
+
+  Args:
+    values: An object with an attribute per `OptimizerHParams` field.
+
+  Returns:
+    An `optimization.OptimizerHParams`.
+  """
   return optimization.OptimizerHParams(**{
       f.name: getattr(values, f.name)
       for f in optimization.OptimizerHParams.__dataclass_fields__.values()})
@@ -605,6 +616,22 @@ def fail(message, status=2):
   """Stops a script with `message` on stderr (before anything is written)."""
   sys.stderr.write(f'{sys.argv[0]}: error: {message}\n')
   sys.exit(status)
+
+
+def fail_on_input_error(split, error):
+  """Stops a script with what a record-reading `error` of `split` means.
+
+  Args:
+    split: The `Split` being read.
+    error: A `tf.errors.InvalidArgumentError` or `DataLossError`.
+
+  Raises:
+    The `error` itself when it is not about the records.
+  """
+  explained = input_pipeline.explain_input_error(split, error)
+  if explained is error:
+    raise error
+  fail(str(explained), status=1)
 
 
 def write_flagfile(path, module_name=__name__):

@@ -420,4 +420,6 @@ def test_optimizer_warnings():
   # TF-Slim's own recipe warns about nothing.
   for name in ('rmsprop', 'momentum', 'sgd', 'adadelta'):
     assert not optimization.optimizer_warnings(name, tf_slim), name
-  assert not optimization.optimizer_warnings('lion', tf_slim)[1:]
+  # Lion has no epsilon: only the decay warning above, no crawl.
+  lion = optimization.optimizer_warnings('lion', tf_slim)
+  assert len(lion) == 1 and '--weight_decay=4e-05' in lion[0]

@@ -8,7 +8,6 @@ under test, the same wiring in this process elsewhere.
 import glob
 import os
 import re
-import shutil
 import subprocess
 import sys
 

@@ -89,6 +89,15 @@ class Run:
 def parse_vary(text):
   """Parses one `--vary=NAME=V1,V2,...` value into an `Axis`.
 
+  Values are separated by commas, or by semicolons when there is one (for
+  values that hold commas, such as `--model_options` or `--randaugment`).
+
+  Args:
+    text: The value of one `--vary` flag.
+
+  Returns:
+    An `Axis` (not yet checked against the training flags; see `check_axes`).
+
   Raises:
     GridError: for a malformed value, no values or a repeated value.
   """
