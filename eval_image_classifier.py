@@ -146,11 +146,13 @@ def _evaluate_tflite(split):
   if FLAGS.model_options:
     slim_flags.fail(f'--model_options={FLAGS.model_options} builds a net from '
                     'a checkpoint; a --tflite_model has its net built in.')
-  if FLAGS.eval_image_size and FLAGS.eval_image_size != classifier.image_size:
+  height, width = classifier.image_size
+  if FLAGS.eval_image_size and (FLAGS.eval_image_size, FLAGS.eval_image_size
+                                ) != (height, width):
     slim_flags.fail(
         f'--eval_image_size={FLAGS.eval_image_size}: --tflite_model='
-        f'{FLAGS.tflite_model} takes {classifier.image_size}x'
-        f'{classifier.image_size} images (leave the flag out).')
+        f'{FLAGS.tflite_model} takes {height}x{width} images (leave the flag '
+        'out).')
   stored = classifier.metadata or {}
   name = (FLAGS.preprocessing_name or stored.get('preprocessing_name') or
           FLAGS.model_name)

@@ -214,8 +214,11 @@ def test_the_same_seed_gives_the_same_weights_another_seed_others(digits,
   assert _weights_differ(first, _checkpoints(tmp_path / 'c'))
 
 
+# The augmented run covers records and every stream at once; the plainer
+# two are slow variants.
 @pytest.mark.parametrize('records, augmented', [
-    (False, False), (True, False), (True, True)],
+    pytest.param(False, False, marks=pytest.mark.slow),
+    pytest.param(True, False, marks=pytest.mark.slow), (True, True)],
                          ids=['synthetic', 'records', 'augmented'])
 def test_a_resumed_run_ends_where_the_uninterrupted_one_does(
     digits, tmp_path, records, augmented):

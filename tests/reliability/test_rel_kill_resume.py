@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+from absl import logging as absl_logging
 import pytest
 import tensorflow as tf
 
@@ -174,7 +175,14 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(
   with open(data, 'r+b') as f:
     f.truncate(os.path.getsize(data) // 2)
   caplog.set_level('INFO')
-  result = rel_common.train_in_process(mnist_dir, train_dir, 4)
+  # absl's own level too: parsing flags in-process (another test) sets it to
+  # its --verbosity default, WARNING.
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
+  try:
+    result = rel_common.train_in_process(mnist_dir, train_dir, 4)
+  finally:
+    absl_logging.set_verbosity(verbosity)
   assert 'model.ckpt-3 is unreadable' in caplog.text
   assert re.search(r'Resuming from \S+model\.ckpt-2 \(global step 2\)',
                    caplog.text), caplog.text
