@@ -32,7 +32,6 @@ from absl import logging
 import tensorflow as tf
 
 from slimkit import flags as slim_flags
-from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
 from slimkit.deployment import checkpoints
 from slimkit.deployment import evaluator
@@ -53,15 +52,8 @@ def main(argv):
   if not FLAGS.dataset_dir:
     slim_flags.fail('You must supply the dataset directory with '
                     '--dataset_dir.')
-  try:
-    split = dataset_factory.get_split(FLAGS.dataset_name,
-                                      FLAGS.dataset_split_name,
-                                      FLAGS.dataset_dir)
-    split.files()
-  except FileNotFoundError as e:
-    slim_flags.fail(f'--dataset_dir={FLAGS.dataset_dir}: {e}')
-  except ValueError as e:
-    slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
+  split = slim_flags.split_or_fail(
+      FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir)
   if FLAGS.labels_offset >= split.num_classes:
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')

@@ -48,7 +48,6 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from slimkit.datasets import dataset_factory
 from slimkit.datasets import dataset_utils
 from slimkit.datasets import input_pipeline
 from slimkit import flags as slim_flags
@@ -105,16 +104,8 @@ def _calibration_split(quantization_aware):
     slim_flags.fail('--quantize=int8 calibrates the activation ranges on '
                     'images: pass --dataset_name and --dataset_dir (and '
                     '--dataset_split_name, default train).')
-  try:
-    split = dataset_factory.get_split(FLAGS.dataset_name,
-                                      FLAGS.dataset_split_name,
-                                      FLAGS.dataset_dir)
-    split.files()
-  except FileNotFoundError as e:
-    slim_flags.fail(f'--dataset_dir={FLAGS.dataset_dir}: {e}')
-  except ValueError as e:
-    slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
-  return split
+  return slim_flags.split_or_fail(
+      FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir)
 
 
 def _calibration_images(split, preprocess, image_size, channels):

@@ -55,6 +55,9 @@ setuptools.setup(
         'tflite': ['ai-edge-litert'],
         'test': [
             'pytest',
+            # Two test processes: most tests start a script or train a tiny
+            # net, and half of that time one core waits on the other.
+            'pytest-xdist',
             # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write them).
             'pillow',
             # Execute notebooks/ headless, as a reader would run them.

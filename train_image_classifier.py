@@ -93,15 +93,8 @@ def main(argv):
   # Everything that can be refused is checked before train_dir is touched.
   model_options = slim_flags.model_options(FLAGS)
   randaugment = slim_flags.randaugment(FLAGS)
-  try:
-    split = dataset_factory.get_split(FLAGS.dataset_name,
-                                      FLAGS.dataset_split_name,
-                                      FLAGS.dataset_dir)
-    split.files()
-  except FileNotFoundError as e:
-    slim_flags.fail(f'--dataset_dir={FLAGS.dataset_dir}: {e}')
-  except ValueError as e:
-    slim_flags.fail(f'--dataset_name/--dataset_split_name: {e}')
+  split = slim_flags.split_or_fail(
+      FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir)
   if synthetic.is_synthetic(split) and FLAGS.num_classes:
     split = dataclasses.replace(split, num_classes=FLAGS.num_classes)
   augmentations = [f'--{name}={FLAGS[name].value}'

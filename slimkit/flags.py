@@ -618,6 +618,28 @@ def fail(message, status=2):
   sys.exit(status)
 
 
+def split_or_fail(dataset_name, split_name, dataset_dir):
+  """The split `dataset_name/split_name` in `dataset_dir`, with its files.
+
+  Args:
+    dataset_name: `--dataset_name`.
+    split_name: `--dataset_split_name` (or another split's flag).
+    dataset_dir: `--dataset_dir`.
+
+  Returns:
+    A `DatasetSplit` whose files exist; a bad name or a missing folder or
+    file stops the script (status 2) naming the flag.
+  """
+  try:
+    split = dataset_factory.get_split(dataset_name, split_name, dataset_dir)
+    split.files()
+  except FileNotFoundError as e:
+    fail(f'--dataset_dir={dataset_dir}: {e}')
+  except ValueError as e:
+    fail(f'--dataset_name/--dataset_split_name: {e}')
+  return split
+
+
 def fail_on_input_error(split, error):
   """Stops a script with what a record-reading `error` of `split` means.
 

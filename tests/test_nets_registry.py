@@ -228,8 +228,9 @@ def name(request):
 
 
 @pytest.fixture(scope='module')
-def default_build(name):
+def default_build(name, request):
   """The net with TF-Slim's class count, traced once at its default size."""
+  _skip_deep_unless_slow(request, name)
   spec = SPECS[name]
   net = nets_factory.get_network_fn(name, spec.classes)
   size = nets_factory.get_entry(name).default_image_size
@@ -241,8 +242,9 @@ def default_build(name):
 
 
 @pytest.fixture(scope='module')
-def small_build(name):
+def small_build(name, request):
   """A 10-class net after one forward and backward pass at a small size."""
+  _skip_deep_unless_slow(request, name)
   spec = SPECS[name]
   net = nets_factory.get_network_fn(name, SMALL_CLASSES, is_training=True,
                                     **spec.small_options)
@@ -295,9 +297,10 @@ def test_small_forward_gradients_finite(name, small_build):
   assert any(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
 
 
-# The deeper ResNets share resnet_v*_50's builder; rebuilding them twice more
-# is left to the full run (without -m 'not slow') to keep the default sweep
-# within its CPU budget.
+# The deeper ResNets share resnet_v*_50's builder (only the spec table's
+# block counts differ): their builds, counts and end points are left to the
+# full run (`python -m pytest -m ''`) to keep the default sweep within its
+# CPU budget.
 _DEEP = ('resnet_v1_101', 'resnet_v1_152', 'resnet_v1_200', 'resnet_v2_101',
          'resnet_v2_152', 'resnet_v2_200')
 
