@@ -55,8 +55,8 @@ setuptools.setup(
         'tflite': ['ai-edge-litert'],
         'test': [
             'pytest',
-            # Two test processes: most tests start a script or train a tiny
-            # net, and half of that time one core waits on the other.
+            # Parallel test processes: most tests start a script or train a
+            # tiny net, and a core is often left waiting on one of them.
             'pytest-xdist',
             # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write them).
             'pillow',
