@@ -24,8 +24,8 @@ from absl import app
 from absl import flags
 
 from slimkit import flags as slim_flags
-from slimkit.deployment import export
-from slimkit.deployment import tflite
+from slimkit.export import saved_model
+from slimkit.export import tflite
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +47,7 @@ def main(argv):
             FileNotFoundError) as e:
       slim_flags.fail(str(e), status=1)
   else:
-    results = export.classify_files(FLAGS.saved_model_dir, paths)
+    results = saved_model.classify_files(FLAGS.saved_model_dir, paths)
   for path, top in zip(paths, results):
     print(path)
     for name, class_id, probability in top:

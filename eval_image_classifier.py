@@ -33,9 +33,9 @@ import tensorflow as tf
 
 from slimkit import flags as slim_flags
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import checkpoints
-from slimkit.deployment import evaluator
-from slimkit.deployment import tflite
+from slimkit import checkpoints
+from slimkit import evaluator
+from slimkit.export import tflite
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory

@@ -51,10 +51,10 @@ import tensorflow as tf
 from slimkit.datasets import dataset_utils
 from slimkit.datasets import input_pipeline
 from slimkit import flags as slim_flags
-from slimkit.deployment import checkpoints
-from slimkit.deployment import evaluator
-from slimkit.deployment import export
-from slimkit.deployment import tflite
+from slimkit import checkpoints
+from slimkit import evaluator
+from slimkit.export import saved_model
+from slimkit.export import tflite
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
@@ -173,7 +173,7 @@ def main(argv):
   described = (f'{FLAGS.model_name} ({image_size}x{image_size}x{channels}, '
                f'{FLAGS.num_classes} classes)')
   if FLAGS.output_format == 'saved_model':
-    export.export_saved_model(net, preprocess, FLAGS.output_dir,
+    saved_model.export_saved_model(net, preprocess, FLAGS.output_dir,
                               image_size=image_size, channels=channels,
                               num_classes=FLAGS.num_classes,
                               labels_to_names=labels)

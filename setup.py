@@ -35,7 +35,8 @@ setuptools.setup(
         'README.md') else '',
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
-    packages=(['slimkit', 'slimkit.study'] +
+    packages=(['slimkit', 'slimkit.study', 'slimkit.training',
+               'slimkit.export'] +
               [f'slimkit.{p}' for p in _SUBPACKAGES]),
     package_dir={'slimkit': 'slimkit',
                  **{f'slimkit.{p}': p for p in _SUBPACKAGES}},

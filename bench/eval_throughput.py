@@ -55,7 +55,7 @@ def _dataset_fn(args):
 
 def ours_child(args):
   import tensorflow as tf
-  from slimkit.deployment import evaluator
+  from slimkit import evaluator
   from slimkit.nets import nets_factory
   dataset_fn = _dataset_fn(args)
   network_fn = lambda: nets_factory.get_network_fn(

@@ -40,11 +40,11 @@ import tensorflow as tf
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import digits
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import checkpoints
+from slimkit import checkpoints
 from slimkit.deployment import model_deploy
-from slimkit.deployment import optimization
-from slimkit.deployment import tflite
-from slimkit.deployment import trainer
+from slimkit.training import optimization
+from slimkit.export import tflite
+from slimkit.training import trainer
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory

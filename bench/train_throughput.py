@@ -108,7 +108,7 @@ def unseeded_child(argv):
   sys.path.insert(0, common.ROOT)
   import train_image_classifier as script  # pylint: disable=g-import-not-at-top
   from slimkit import seeds  # pylint: disable=g-import-not-at-top
-  from slimkit.deployment import trainer  # pylint: disable=g-import-not-at-top
+  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
   seeds.seed_everything = lambda seed, **_: keras.utils.set_random_seed(seed)
   train = trainer.train
   trainer.train = lambda **kw: train(**dict(kw, options=dataclasses.replace(

@@ -1,1 +1,7 @@
-"""Model deployment over tf.distribute: clones, workers and the train step."""
+"""Model deployment over tf.distribute, as TF-Slim's `deployment/` did.
+
+Clones, workers and parameter servers: the strategy from flags
+(`model_deploy`), cluster addresses (`cluster`). Training itself is in
+`slimkit.training`, evaluation in `slimkit.evaluator`, export in
+`slimkit.export`.
+"""

@@ -25,9 +25,9 @@ from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import dataset_utils
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import optimization
-from slimkit.deployment import precision
-from slimkit.deployment import tflite as tflite_lib
+from slimkit.training import optimization
+from slimkit.training import precision
+from slimkit.export import tflite as tflite_lib
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.preprocessing import randaugment as randaugment_lib

@@ -17,7 +17,7 @@ from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import digits as digits_lib
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import trainer
+from slimkit.training import trainer
 from slimkit.preprocessing import mixing
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.preprocessing import randaugment

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimkit.deployment import checkpoints
+from slimkit import checkpoints
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.nets.network import Network
@@ -287,7 +287,7 @@ def test_moving_average_reads_shadow_variables(tmp_path):
 
 
 def test_trainer_checkpoint_and_its_moving_averages(tmp_path):
-  trainer = pytest.importorskip('slimkit.deployment.trainer')
+  trainer = pytest.importorskip('slimkit.training.trainer')
   rng = np.random.default_rng(0)
   data = (rng.uniform(-1, 1, (8, 28, 28, 1)).astype(np.float32),
           rng.integers(0, 10, 8).astype(np.int64))

@@ -25,7 +25,7 @@ import tensorflow as tf
 from slimkit.datasets import cifar100
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import download
-from slimkit.deployment import trainer
+from slimkit.training import trainer
 from tests import test_datasets_convert
 
 # Shared with the CIFAR-10 tests: a server on 127.0.0.1 (a fixture) and

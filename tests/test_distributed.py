@@ -194,7 +194,8 @@ _WORKER = textwrap.dedent(r'''
   import tensorflow as tf
   from slimkit.datasets import dataset_factory, input_pipeline
   from slimkit.deployment import cluster as cluster_lib
-  from slimkit.deployment import model_deploy, optimization, trainer
+  from slimkit.deployment import model_deploy
+  from slimkit.training import optimization, trainer
   from slimkit.nets import nets_factory
   from slimkit.preprocessing import preprocessing_factory
 
@@ -313,7 +314,7 @@ def _validated(train_dir, tag='eval/Accuracy'):
 
 def _checkpoint(prefix):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from slimkit.deployment import trainer  # pylint: disable=g-import-not-at-top
+  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
   reader = tf.train.load_checkpoint(str(prefix))
   return {name: reader.get_tensor(key)
           for name, key in trainer.named_values(str(prefix)).items()}

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimkit.deployment import checkpoints
-from slimkit.deployment import export
+from slimkit import checkpoints
+from slimkit.export import saved_model
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
@@ -62,7 +62,7 @@ def test_saved_model_round_trip_matches_python_model(tmp_path, model_name,
   preprocess = preprocessing_factory.get_preprocessing(model_name,
                                                        is_training=False)
   export_dir = str(tmp_path / 'export')
-  export.export_saved_model(net, preprocess, export_dir, image_size=size,
+  saved_model.export_saved_model(net, preprocess, export_dir, image_size=size,
                             channels=channels, labels_to_names=names)
   paths = _write_images(str(tmp_path), channels)
 
@@ -90,14 +90,14 @@ def test_saved_model_round_trip_matches_python_model(tmp_path, model_name,
 
 
 def test_class_names_fall_back_to_ids():
-  assert export.class_names(3, {1: 'daisy'}) == ['0', 'daisy', '2']
+  assert saved_model.class_names(3, {1: 'daisy'}) == ['0', 'daisy', '2']
 
 
 def test_export_needs_logits():
   net = nets_factory.get_network_fn('lenet', num_classes=0)
   net(tf.zeros([1, 28, 28, 1]))
   with pytest.raises(ValueError, match='num_classes'):
-    export.export_saved_model(net, lambda image, h, w: image, '/nonexistent',
+    saved_model.export_saved_model(net, lambda image, h, w: image, '/nonexistent',
                               image_size=28, channels=1)
 
 

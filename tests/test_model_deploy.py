@@ -64,7 +64,8 @@ _EQUIVALENCE = textwrap.dedent(r'''
   import json, sys
   import numpy as np
   import tensorflow as tf
-  from slimkit.deployment import model_deploy, optimization, trainer
+  from slimkit.deployment import model_deploy
+  from slimkit.training import optimization, trainer
   from slimkit.nets import nets_factory
 
   b = 4

@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 
 import print_model
-from slimkit.deployment import precision
-from slimkit.deployment import trainer
+from slimkit.training import precision
+from slimkit.training import trainer
 from slimkit.nets import alexnet
 from slimkit.nets import cifarnet
 from slimkit.nets import layers

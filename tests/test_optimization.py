@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimkit.deployment import optimization
+from slimkit.training import optimization
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.nets import network
@@ -360,7 +360,8 @@ _MIRRORED_DECAY = textwrap.dedent(r'''
   import json
   import numpy as np
   import tensorflow as tf
-  from slimkit.deployment import model_deploy, optimization
+  from slimkit.deployment import model_deploy
+  from slimkit.training import optimization
   from tests import test_optimization
 
   strategy = model_deploy.make_strategy(

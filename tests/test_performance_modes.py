@@ -12,9 +12,9 @@ import tensorflow as tf
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import synthetic
 from slimkit.deployment import model_deploy
-from slimkit.deployment import optimization
-from slimkit.deployment import precision
-from slimkit.deployment import trainer
+from slimkit.training import optimization
+from slimkit.training import precision
+from slimkit.training import trainer
 from slimkit.nets import nets_factory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimkit.deployment import checkpoints
-from slimkit.deployment import tflite
-from slimkit.deployment import trainer
+from slimkit import checkpoints
+from slimkit.export import tflite
+from slimkit.training import trainer
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from tests import digits_lenet

@@ -20,11 +20,11 @@ from slimkit import seeds
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import digits as digits_lib
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import evaluator
-from slimkit.deployment import loss_watch
+from slimkit import evaluator
+from slimkit.training import loss_watch
 from slimkit.deployment import model_deploy
-from slimkit.deployment import optimization
-from slimkit.deployment import trainer
+from slimkit.training import optimization
+from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 

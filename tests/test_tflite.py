@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimkit.deployment import tflite
+from slimkit.export import tflite
 from tests import digits_lenet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -17,8 +17,8 @@ import tensorflow as tf
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
 from slimkit.deployment import model_deploy
-from slimkit.deployment import optimization
-from slimkit.deployment import trainer
+from slimkit.training import optimization
+from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 from tests import seeding

@@ -24,8 +24,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-from slimkit.deployment import optimization
-from slimkit.deployment import trainer
+from slimkit.training import optimization
+from slimkit.training import trainer
 from slimkit.study import grid
 
 PLOTS = ('validation_accuracy.png', 'training_loss.png',

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from slimkit.deployment import trainer
+from slimkit.training import trainer
 from slimkit.nets import layers as slim_layers
 from slimkit.study import runner
 

@@ -140,8 +140,8 @@ def train_in_process(dataset_dir, train_dir, steps, **options):
   from slimkit.datasets import dataset_factory
   from slimkit.datasets import input_pipeline
   from slimkit.deployment import model_deploy
-  from slimkit.deployment import optimization
-  from slimkit.deployment import trainer
+  from slimkit.training import optimization
+  from slimkit.training import trainer
   from slimkit.nets import nets_factory
   from slimkit.preprocessing import preprocessing_factory
 

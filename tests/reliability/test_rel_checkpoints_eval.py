@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
-from slimkit.deployment import evaluator
+from slimkit import evaluator
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 from tests import tiny_records

@@ -116,7 +116,7 @@ def test_fp16_gradient_overflow_is_skipped_not_applied(mnist_dir, tmp_path,
   halve the scale, and training must go on (this is not a diverging run).
   """
   import keras
-  from slimkit.deployment import precision as precision_lib
+  from slimkit.training import precision as precision_lib
 
   wrapped = []
 

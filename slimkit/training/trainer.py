@@ -59,10 +59,10 @@ from absl import logging
 import tensorflow as tf
 
 from slimkit import seeds
-from slimkit.deployment import checkpoints
-from slimkit.deployment import evaluator
-from slimkit.deployment import loss_watch
-from slimkit.deployment import precision as precision_lib
+from slimkit import checkpoints
+from slimkit import evaluator
+from slimkit.training import loss_watch
+from slimkit.training import precision as precision_lib
 from slimkit.nets import layers
 
 # The weight of the auxiliary head's loss, as in TF-Slim's training script.

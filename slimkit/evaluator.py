@@ -24,7 +24,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from slimkit.deployment import checkpoints
+from slimkit import checkpoints
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 
 from slimkit.datasets import dataset_utils
-from slimkit.deployment import export
+from slimkit.export import saved_model
 
 QUANTIZE_MODES = ('none', 'float16', 'dynamic', 'int8')
 IO_TYPES = ('float32', 'uint8')
@@ -373,7 +373,7 @@ def export_tflite(net, output_file, *, image_size, channels=3,
       'image_size': int(image_size),
       'channels': int(channels),
       'num_classes': int(num_classes),
-      'labels': export.class_names(num_classes, labels_to_names),
+      'labels': saved_model.class_names(num_classes, labels_to_names),
       'quantize': quantize,
       'io_type': io_type,
       'quantization_aware': bool(getattr(net, 'quantized', False)),
@@ -464,7 +464,7 @@ class TFLiteClassifier:
     labels = (self.metadata or {}).get('labels')
     self.class_names = (list(labels) if labels and
                         len(labels) == self.num_classes
-                        else export.class_names(self.num_classes))
+                        else saved_model.class_names(self.num_classes))
 
   @property
   def input_dtype(self):
@@ -570,10 +570,10 @@ def classify_files(model, paths, *, runtime='auto'):
   height, width = classifier.image_size
   results = []
   for path in paths:
-    image = export.decode_and_preprocess(
+    image = saved_model.decode_and_preprocess(
         tf.io.read_file(path), preprocess, height, width, classifier.channels)
     probabilities = classifier.predict(image.numpy()[np.newaxis])[0]
-    top = np.argsort(-probabilities, kind='stable')[:export.TOP_K]
+    top = np.argsort(-probabilities, kind='stable')[:saved_model.TOP_K]
     results.append([(classifier.class_names[k], int(k),
                      float(probabilities[k])) for k in top])
   return results

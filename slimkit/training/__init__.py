@@ -1,0 +1,1 @@
+"""Training: the loop, its loss and moving averages, optimizers and schedules."""
