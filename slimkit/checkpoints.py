@@ -34,6 +34,7 @@ Typical use, as `train_image_classifier.py --checkpoint_path=...` does:
 import collections
 import dataclasses
 import os
+import re
 from typing import Tuple
 
 from absl import logging
@@ -140,6 +141,29 @@ def in_scopes(name, scopes):
   `InceptionV3/Mixed_7` covers `Mixed_7a`, `Mixed_7b` and `Mixed_7c`.
   """
   return any(name.startswith(scope) for scope in scopes)
+
+
+def _unescape(key):
+  return re.sub(r'\.(.)', lambda m: '/' if m.group(1) == 'S' else m.group(1),
+                key)
+
+
+def named_values(checkpoint, group='model_variables'):
+  """Lists `{TF-Slim name: checkpoint key}` of one group of our checkpoint.
+
+  Args:
+    checkpoint: A checkpoint file prefix.
+    group: 'model_variables' or 'ema'.
+
+  Returns:
+    A dict from variable names to the keys `tf.train.load_checkpoint` reads.
+  """
+  suffix = '/.ATTRIBUTES/VARIABLE_VALUE'
+  names = {}
+  for key, _ in tf.train.list_variables(checkpoint):
+    if key.startswith(group + '/') and key.endswith(suffix):
+      names[_unescape(key[len(group) + 1:-len(suffix)])] = key
+  return names
 
 
 def resolve_checkpoint(checkpoint_path):

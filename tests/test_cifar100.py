@@ -25,7 +25,7 @@ import tensorflow as tf
 from slimkit.datasets import cifar100
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import download
-from slimkit.training import trainer
+from slimkit import checkpoints
 from tests import test_datasets_convert
 
 # Shared with the CIFAR-10 tests: a server on 127.0.0.1 (a fixture) and
@@ -445,7 +445,7 @@ def test_convert_train_and_evaluate_through_the_scripts(tmp_path):
   assert os.path.exists(checkpoint + '.index')
   # The net was built for the 100 fine classes.
   shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-  key = trainer.named_values(checkpoint)['CifarNet/logits/biases']
+  key = checkpoints.named_values(checkpoint)['CifarNet/logits/biases']
   assert shapes[key] == [100]
 
   evaluate = _run_script(

@@ -314,10 +314,10 @@ def _validated(train_dir, tag='eval/Accuracy'):
 
 def _checkpoint(prefix):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
+  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
   reader = tf.train.load_checkpoint(str(prefix))
   return {name: reader.get_tensor(key)
-          for name, key in trainer.named_values(str(prefix)).items()}
+          for name, key in checkpoints.named_values(str(prefix)).items()}
 
 
 def _script_args(train_dir, dataset_dir, *extra):

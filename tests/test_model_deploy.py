@@ -65,6 +65,7 @@ _EQUIVALENCE = textwrap.dedent(r'''
   import numpy as np
   import tensorflow as tf
   from slimkit.deployment import model_deploy
+  from slimkit import checkpoints
   from slimkit.training import optimization, trainer
   from slimkit.nets import nets_factory
 
@@ -100,7 +101,7 @@ _EQUIVALENCE = textwrap.dedent(r'''
                                      2 * b // clones, max_number_of_steps=3,
                                      save_summaries_secs=10 ** 6))
     reader = tf.train.load_checkpoint(train_dir)
-    names = trainer.named_values(tf.train.latest_checkpoint(train_dir))
+    names = checkpoints.named_values(tf.train.latest_checkpoint(train_dir))
     return {n: reader.get_tensor(k) for n, k in names.items()}
 
   one = run(model_deploy.DeploymentConfig().strategy(), 1, sys.argv[1] + '/one')

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import print_model
 from slimkit.training import precision
-from slimkit.training import trainer
+from slimkit import checkpoints
 from slimkit.nets import alexnet
 from slimkit.nets import cifarnet
 from slimkit.nets import layers
@@ -452,7 +452,7 @@ def test_options_reach_training_the_flagfile_evaluation_and_export(tmp_path):
   assert ('cifarnet with --model_options=kernel_size=3,lrn=False,'
           'activation=elu' in train.stderr)
   checkpoint = str(train_dir / 'model.ckpt-1')
-  keys = trainer.named_values(checkpoint)
+  keys = checkpoints.named_values(checkpoint)
   shapes = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
   assert shapes[keys['CifarNet/conv1/weights']] == [3, 3, 3, 64]
   assert shapes[keys['CifarNet/fc3/weights']] == [8 * 8 * 64, 384]

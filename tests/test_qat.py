@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from slimkit import checkpoints
 from slimkit.export import tflite
-from slimkit.training import trainer
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from tests import digits_lenet
@@ -181,7 +180,7 @@ def _values(train_dir):
   checkpoint = tf.train.latest_checkpoint(str(train_dir))
   reader = tf.train.load_checkpoint(checkpoint)
   return {name: reader.get_tensor(key)
-          for name, key in trainer.named_values(checkpoint).items()}
+          for name, key in checkpoints.named_values(checkpoint).items()}
 
 
 def test_qat_trains_as_float_until_the_delay_then_differs(runs):

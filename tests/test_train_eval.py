@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import input_pipeline
+from slimkit import checkpoints
 from slimkit import evaluator
 from slimkit.deployment import model_deploy
 from slimkit.training import optimization
@@ -68,7 +69,7 @@ def _evaluate(dataset_dir, checkpoint, split_name='train', **options):
 def _checkpoint_values(checkpoint, group='model_variables'):
   reader = tf.train.load_checkpoint(str(checkpoint))
   return {name: reader.get_tensor(key)
-          for name, key in trainer.named_values(str(checkpoint),
+          for name, key in checkpoints.named_values(str(checkpoint),
                                                 group).items()}
 
 

@@ -19,6 +19,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from slimkit import checkpoints
 from slimkit.training import trainer
 from slimkit.nets import layers as slim_layers
 from slimkit.study import runner
@@ -95,7 +96,7 @@ def count_parameters(run_dir):
   reader = tf.train.load_checkpoint(checkpoint)
   shapes = reader.get_variable_to_shape_map()
   return int(sum(np.prod(shapes[key], dtype=np.int64)
-                 for name, key in trainer.named_values(checkpoint).items()
+                 for name, key in checkpoints.named_values(checkpoint).items()
                  if not name.endswith(_NOT_PARAMETERS)))
 
 

@@ -168,7 +168,7 @@ def _mismatched_variables(path, model_variables):
     stored = {}
     reader = tf.train.load_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()
-    for name, key in named_values(path).items():
+    for name, key in checkpoints.named_values(path).items():
       stored[name] = tuple(shapes[key])
   except (tf.errors.OpError, OSError, IndexError):
     return []
@@ -322,29 +322,6 @@ def classification_loss(logits, labels, end_points=None, label_smoothing=0.0):
   if end_points and end_points.get('AuxLogits') is not None:
     loss += AUX_LOSS_WEIGHT * xent(end_points['AuxLogits'])
   return loss
-
-
-def _unescape(key):
-  return re.sub(r'\.(.)', lambda m: '/' if m.group(1) == 'S' else m.group(1),
-                key)
-
-
-def named_values(checkpoint, group='model_variables'):
-  """Lists `{TF-Slim name: checkpoint key}` of one group of our checkpoint.
-
-  Args:
-    checkpoint: A checkpoint file prefix.
-    group: 'model_variables' or 'ema'.
-
-  Returns:
-    A dict from variable names to the keys `tf.train.load_checkpoint` reads.
-  """
-  suffix = '/.ATTRIBUTES/VARIABLE_VALUE'
-  names = {}
-  for key, _ in tf.train.list_variables(checkpoint):
-    if key.startswith(group + '/') and key.endswith(suffix):
-      names[_unescape(key[len(group) + 1:-len(suffix)])] = key
-  return names
 
 
 class MovingAverage:
