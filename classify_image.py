@@ -24,17 +24,19 @@ from absl import app
 from absl import flags
 
 from slimkit import flags as slim_flags
-from slimkit.export import saved_model
-from slimkit.export import tflite
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string('saved_model_dir', None, 'A SavedModel written by '
-                    'export_inference_graph.py.')
-slim_flags.define_tflite_model_flag('classify with')
+FLAGS = slim_flags.FLAGS
+slim_flags.define_classify_flags()
+flags.adopt_module_key_flags(slim_flags)
 
 
 def main(argv):
+  # Imported once the flags are parsed: --help and a bad flag are answered
+  # before TensorFlow loads.
+  # pylint: disable=g-import-not-at-top
+  from slimkit.export import saved_model
+  from slimkit.export import tflite
+  # pylint: enable=g-import-not-at-top
   paths = argv[1:]
   if bool(FLAGS.saved_model_dir) == bool(FLAGS.tflite_model) or not paths:
     raise app.UsageError(
@@ -55,4 +57,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=slim_flags.parse_flags)

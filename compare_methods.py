@@ -28,19 +28,18 @@ import json
 import os
 
 from absl import app
+from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from slimkit import flags as slim_flags
 from slimkit.nets import nets_factory
 from slimkit.study import grid
-from slimkit.study import report
-from slimkit.study import results as results_lib
 from slimkit.study import runner
 
 FLAGS = slim_flags.FLAGS
 slim_flags.define_train_flags()
 slim_flags.define_study_flags()
+flags.adopt_module_key_flags(slim_flags)
 
 _SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        'train_image_classifier.py')
@@ -59,6 +58,14 @@ def _base_flags(training):
 
 
 def main(argv):
+  # Imported once the flags are parsed and checked: --help and a bad flag
+  # are answered before TensorFlow loads.
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from slimkit.study import report
+  from slimkit.study import results as results_lib
+  # pylint: enable=g-import-not-at-top
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   training = slim_flags.training_flags(FLAGS)

@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from slimkit import flags as slim_flags
 from slimkit.registry import Registry
 
 
@@ -44,16 +45,15 @@ class Converter:
   Attributes:
     module: Module in `datasets/` holding the converter.
     function: Its name; it is called as `function(dataset_dir, **kwargs)`.
-    flag_names: The flags passed to it as keyword arguments of the same
-      names.
+    flag_names: The flags main() passes to it as keyword arguments of the
+      same names.
   """
   module: str
   function: str = 'run'
   flag_names: tuple = ('archive_path',)
 
-  def run(self, dataset_dir, flag_values):
+  def run(self, dataset_dir, **kwargs):
     module = importlib.import_module(f'slimkit.datasets.{self.module}')
-    kwargs = {name: flag_values[name].value for name in self.flag_names}
     return getattr(module, self.function)(dataset_dir, **kwargs)
 
 
@@ -74,90 +74,14 @@ CONVERTERS.register('custom', Converter('custom', flag_names=(
     'train_shards', 'validation_shards', 'num_workers')))
 
 # ---------------------------------------------------------------- flags
-flags.DEFINE_string(
-    'dataset_name', None,
-    f'The dataset to convert: {", ".join(CONVERTERS.names())}.')
-flags.DEFINE_string(
-    'dataset_dir', None,
-    'The folder to write the TFRecord files and labels.txt to (created if '
-    'needed); the official archive is looked for here first.')
-flags.DEFINE_string(
-    'archive_path', None,
-    'A local copy of the official archive (cifar10: cifar-10-python.tar.gz; '
-    'cifar100: cifar-100-python.tar.gz; mnist: a folder with the four .gz '
-    'files; digits: an .npz like the shipped one). When set, the network is '
-    'not used.')
-# Flags of the image-folder converters (flowers, imagenet, custom); see
-# docs/converters.md.
-flags.DEFINE_integer(
-    'num_workers', None,
-    'flowers, imagenet, custom: worker processes converting images in '
-    'parallel (default: the number of cores).', lower_bound=1)
-flags.DEFINE_integer(
-    'num_shards', None,
-    'custom: files per split (default: one per ~1000 images).', lower_bound=1)
-flags.DEFINE_integer(
-    'train_shards', None,
-    'imagenet, custom: files of the train split (imagenet default 1024).',
-    lower_bound=1)
-flags.DEFINE_integer(
-    'validation_shards', None,
-    'imagenet, custom: files of the validation split (imagenet default 128).',
-    lower_bound=1)
-flags.DEFINE_string(
-    'images_dir', None,
-    'custom: the folder of your photos, one subfolder per class '
-    '(*.jpg, *.jpeg, *.png, *.bmp, *.gif).')
-flags.DEFINE_float(
-    'validation_fraction', 0.1,
-    'custom: fraction of each class held out for the validation split.',
-    lower_bound=0.0, upper_bound=0.99)
-flags.DEFINE_integer(
-    'split_seed', 0,
-    'custom: seed of the deterministic train/validation split.')
-flags.DEFINE_string(
-    'imagenet_dir', None,
-    'imagenet: the folder holding train/<synset>/*.JPEG and validation/*.JPEG '
-    '(and the metadata files below under their usual names).')
-flags.DEFINE_string(
-    'labels_file', None,
-    'imagenet: the synset list, one a line (default: '
-    'imagenet_dir/imagenet_lsvrc_2015_synsets.txt, else the train folders).')
-flags.DEFINE_string(
-    'imagenet_metadata_file', None,
-    'imagenet: "synset<TAB>human-readable name" lines (default: '
-    'imagenet_dir/imagenet_metadata.txt).')
-flags.DEFINE_string(
-    'validation_labels_file', None,
-    'imagenet: validation ground truth in sorted file order, one synset or '
-    'one devkit ILSVRC2012_ID a line (default: imagenet_dir/'
-    'imagenet_2012_validation_synset_labels.txt or '
-    'ILSVRC2012_validation_ground_truth.txt).')
-flags.DEFINE_string(
-    'synset_map_file', None,
-    'imagenet: the devkit\'s id -> synset map for integer ground truth '
-    '(meta.mat, or "<id> <synset>" lines; default: imagenet_dir/meta.mat).')
-flags.DEFINE_string(
-    'bounding_box_file', None,
-    'imagenet: bounding boxes, a CSV of "filename,xmin,ymin,xmax,ymax" '
-    '(normalised) or a folder of the devkit\'s XML files (default: '
-    'imagenet_dir/imagenet_2012_bounding_boxes.csv or imagenet_dir/'
-    'bounding_boxes/).')
-
-FLAGS = flags.FLAGS
+FLAGS = slim_flags.FLAGS
+slim_flags.define_download_flags(CONVERTERS.names())
+flags.adopt_module_key_flags(slim_flags)
 
 
 def _usage_error(message):
   print(f'{sys.argv[0]}: error: {message}', file=sys.stderr)
   return 2
-
-
-def _parse_flags(argv):
-  # absl exits with 1 on a flag error; 2 is the convention for bad usage.
-  try:
-    return FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(_usage_error(str(e)))
 
 
 def main(argv):
@@ -168,15 +92,13 @@ def main(argv):
     return _usage_error(
         'the flag --dataset_name is required. Valid names: '
         f'{", ".join(CONVERTERS.names())}.')
-  if FLAGS.dataset_name not in CONVERTERS:
-    return _usage_error(
-        f'--dataset_name: {CONVERTERS.unknown_message(FLAGS.dataset_name)}')
   if not FLAGS.dataset_dir:
     return _usage_error('the flag --dataset_dir is required (the folder to '
                         'write the TFRecord files to).')
   converter = CONVERTERS.get(FLAGS.dataset_name)
   try:
-    written = converter.run(FLAGS.dataset_dir, FLAGS)
+    written = converter.run(FLAGS.dataset_dir, **{
+        name: FLAGS[name].value for name in converter.flag_names})
   # Checksum, archive, pickle and file errors: a message, not a traceback.
   except (ValueError, OSError, pickle.UnpicklingError) as e:
     print(f'{sys.argv[0]}: error: {e}', file=sys.stderr)
@@ -190,4 +112,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main, flags_parser=slim_flags.parse_flags)

@@ -28,23 +28,30 @@ the one stored in the file, or that of `--model_name`.
 import os
 
 from absl import app
+from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from slimkit import flags as slim_flags
-from slimkit.datasets import input_pipeline
-from slimkit import checkpoints
-from slimkit import evaluator
-from slimkit.export import tflite
-from slimkit.nets import layers
-from slimkit.nets import nets_factory
-from slimkit.preprocessing import preprocessing_factory
 
 FLAGS = slim_flags.FLAGS
 slim_flags.define_eval_flags()
+flags.adopt_module_key_flags(slim_flags)
 
 
 def main(argv):
+  # Imported once the flags are parsed and checked: --help and a bad flag
+  # are answered before TensorFlow loads.
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from slimkit import checkpoints
+  from slimkit import evaluator
+  from slimkit.datasets import input_pipeline
+  from slimkit.nets import layers
+  from slimkit.nets import nets_factory
+  from slimkit.preprocessing import preprocessing_factory
+  # pylint: enable=g-import-not-at-top
+
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   for warning in slim_flags.obsolete_flag_warnings(FLAGS):
@@ -58,8 +65,18 @@ def main(argv):
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
   watching = FLAGS.eval_interval_secs is not None
+  input_options = dict(
+      batch_size=FLAGS.batch_size,
+      num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+      labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale,
+      skip_corrupt_records=FLAGS.skip_corrupt_records)
   if FLAGS.tflite_model:
-    _evaluate_tflite(split)
+    _evaluate_tflite(
+        split, FLAGS.tflite_model, input_options=input_options,
+        eval_image_size=FLAGS.eval_image_size,
+        preprocessing_name=FLAGS.preprocessing_name,
+        model_name=FLAGS.model_name, eval_dir=FLAGS.eval_dir,
+        max_num_batches=FLAGS.max_num_batches)
     return
   if watching and not os.path.isdir(FLAGS.checkpoint_path):
     slim_flags.fail('--eval_interval_secs watches a directory: '
@@ -94,7 +111,8 @@ def main(argv):
       net.enable_fake_quant(layers.FakeQuantization(always=True))
     return net
 
-  dataset_fn, skipped = _eval_input(split, preprocess, image_size)
+  dataset_fn, skipped = _eval_input(split, preprocess, image_size,
+                                    **input_options)
 
   options = evaluator.EvalOptions(
       eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
@@ -122,54 +140,70 @@ def main(argv):
         flush=True)
 
 
-def _evaluate_tflite(split):
-  """`--tflite_model`: the TFLite file in the interpreter, as a checkpoint."""
-  if FLAGS.eval_interval_secs is not None:
-    slim_flags.fail('--eval_interval_secs watches checkpoints; a '
-                    '--tflite_model is evaluated once.')
-  if FLAGS.moving_average_decay is not None or FLAGS.quantize:
-    slim_flags.fail('--moving_average_decay and --quantize apply to '
-                    'checkpoints; a --tflite_model runs as it was exported.')
+def _evaluate_tflite(split, tflite_model, *, input_options, eval_image_size,
+                     preprocessing_name, model_name, eval_dir,
+                     max_num_batches):
+  """`--tflite_model`: the TFLite file in the interpreter, as a checkpoint.
+
+  Args:
+    split: The `DatasetSplit` to evaluate on.
+    tflite_model: `--tflite_model`.
+    input_options: `_eval_input`'s keyword arguments.
+    eval_image_size: `--eval_image_size` (None: the file's).
+    preprocessing_name: `--preprocessing_name` (None: the file's, else
+      `model_name`'s).
+    model_name: `--model_name`.
+    eval_dir: `--eval_dir`.
+    max_num_batches: `--max_num_batches`.
+  """
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from slimkit import evaluator
+  from slimkit.datasets import input_pipeline
+  from slimkit.export import tflite
+  from slimkit.preprocessing import preprocessing_factory
+  # pylint: enable=g-import-not-at-top
   try:
-    classifier = tflite.TFLiteClassifier(FLAGS.tflite_model)
+    classifier = tflite.TFLiteClassifier(tflite_model)
   except (tflite.TFLiteModelError, tflite.MissingRuntimeError,
           FileNotFoundError) as e:
     slim_flags.fail(str(e), status=1)
-  if FLAGS.model_options:
-    slim_flags.fail(f'--model_options={FLAGS.model_options} builds a net from '
-                    'a checkpoint; a --tflite_model has its net built in.')
   height, width = classifier.image_size
-  if FLAGS.eval_image_size and (FLAGS.eval_image_size, FLAGS.eval_image_size
-                                ) != (height, width):
+  if eval_image_size and (eval_image_size, eval_image_size) != (height,
+                                                                width):
     slim_flags.fail(
-        f'--eval_image_size={FLAGS.eval_image_size}: --tflite_model='
-        f'{FLAGS.tflite_model} takes {height}x{width} images (leave the flag '
+        f'--eval_image_size={eval_image_size}: --tflite_model='
+        f'{tflite_model} takes {height}x{width} images (leave the flag '
         'out).')
   stored = classifier.metadata or {}
-  name = (FLAGS.preprocessing_name or stored.get('preprocessing_name') or
-          FLAGS.model_name)
-  channels = input_pipeline.output_channels(split, FLAGS.use_grayscale)
+  name = (preprocessing_name or stored.get('preprocessing_name') or
+          model_name)
+  use_grayscale = input_options['use_grayscale']
+  channels = input_pipeline.output_channels(split, use_grayscale)
   if channels != classifier.channels:
     slim_flags.fail(
-        f'--tflite_model={FLAGS.tflite_model} takes {classifier.channels}-'
+        f'--tflite_model={tflite_model} takes {classifier.channels}-'
         f'channel images; {split.dataset_name} has {channels}'
         + (' (pass --use_grayscale)' if classifier.channels == 1 else '')
         + '.')
-  num_classes = split.num_classes - FLAGS.labels_offset
+  labels_offset = input_options['labels_offset']
+  num_classes = split.num_classes - labels_offset
   if classifier.num_classes < num_classes:
     slim_flags.fail(
-        f'--tflite_model={FLAGS.tflite_model} has {classifier.num_classes} '
+        f'--tflite_model={tflite_model} has {classifier.num_classes} '
         f'classes; {split.dataset_name} has {num_classes} (after '
-        f'--labels_offset={FLAGS.labels_offset}).')
+        f'--labels_offset={labels_offset}).')
   preprocess = preprocessing_factory.get_preprocessing(
-      name, is_training=False, use_grayscale=FLAGS.use_grayscale)
-  dataset_fn, skipped = _eval_input(split, preprocess, classifier.image_size)
+      name, is_training=False, use_grayscale=use_grayscale)
+  dataset_fn, skipped = _eval_input(split, preprocess, classifier.image_size,
+                                    **input_options)
 
   options = evaluator.EvalOptions(
-      eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
+      eval_dir=eval_dir, max_num_batches=max_num_batches,
       skipped_records=skipped)
   logging.info('Evaluating %s (%s runtime, %s) with %s preprocessing.',
-               FLAGS.tflite_model, classifier.runtime,
+               tflite_model, classifier.runtime,
                stored.get('quantize', 'no slimkit metadata'), name)
   try:
     metrics = evaluator.evaluate_predictions(
@@ -177,38 +211,46 @@ def _evaluate_tflite(split):
             classifier.predict(images)),
         dataset_fn=dataset_fn, options=options,
         global_step=stored.get('global_step') or 0,
-        source=FLAGS.tflite_model)
+        source=tflite_model)
   except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
     slim_flags.fail_on_input_error(split, e)
   except ValueError as e:
     slim_flags.fail(str(e), status=1)
   _print_metrics(
-      f'{FLAGS.tflite_model} (global step {metrics["global_step"]})', metrics)
-  print(f'Summaries in {FLAGS.eval_dir}: tensorboard --logdir {FLAGS.eval_dir}',
+      f'{tflite_model} (global step {metrics["global_step"]})', metrics)
+  print(f'Summaries in {eval_dir}: tensorboard --logdir {eval_dir}',
         flush=True)
 
 
-def _eval_input(split, preprocess, image_size):
+def _eval_input(split, preprocess, image_size, *, batch_size,
+                num_preprocessing_threads, labels_offset, use_grayscale,
+                skip_corrupt_records):
   """The eval `dataset_fn` of `split`, and the counter of the records
   `--skip_corrupt_records` drops (None without it)."""
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from slimkit.datasets import input_pipeline
+  # pylint: enable=g-import-not-at-top
   skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
-             if FLAGS.skip_corrupt_records else None)
+             if skip_corrupt_records else None)
   skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
                   if skipped is not None else {})
 
   def dataset_fn():
     return input_pipeline.make_dataset(
         split, preprocess, **skip_options,
-        batch_size=FLAGS.batch_size, is_training=False,
+        batch_size=batch_size, is_training=False,
         image_size=image_size,
-        num_preprocessing_threads=FLAGS.num_preprocessing_threads,
-        labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
+        num_preprocessing_threads=num_preprocessing_threads,
+        labels_offset=labels_offset, use_grayscale=use_grayscale)
 
   return dataset_fn, skipped
 
 
 def _print_metrics(source, metrics):
   """Prints one evaluation's metrics after `source`."""
+  from slimkit import evaluator  # pylint: disable=g-import-not-at-top
   skipped_text = (f', {metrics["skipped_records"]} corrupt records skipped'
                   if 'skipped_records' in metrics else '')
   print(f'{source}: {evaluator.format_metrics(metrics)} '

@@ -46,81 +46,66 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-import tensorflow as tf
 
-from slimkit.datasets import dataset_utils
-from slimkit.datasets import input_pipeline
 from slimkit import flags as slim_flags
-from slimkit import checkpoints
-from slimkit import evaluator
-from slimkit.export import saved_model
-from slimkit.export import tflite
-from slimkit.nets import layers
-from slimkit.nets import nets_factory
-from slimkit.preprocessing import preprocessing_factory
 
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string('model_name', 'inception_v3', 'The name of the net to '
-                    'export (see nets/nets_factory.py).')
-flags.DEFINE_string('checkpoint_path', None, 'A checkpoint (TF-Slim\'s or '
-                    'ours), or a directory whose newest checkpoint is used.')
-flags.DEFINE_string('output_dir', None, 'Where to write the SavedModel '
-                    '(--output_format=saved_model).')
-flags.DEFINE_integer('image_size', None, 'Height and width of the net\'s '
-                     'input; defaults to the net\'s default size.')
-flags.DEFINE_integer('num_classes', 1001, 'Number of classes of the '
-                     'checkpoint\'s logits (1001 for TF-Slim\'s ImageNet '
-                     'checkpoints with a background class).')
-flags.DEFINE_string('labels_file', None, 'A labels.txt (`id:name` a line) for '
-                    'top_5_names; without it the names are the ids.')
-flags.DEFINE_float('moving_average_decay', None, 'If set, export the moving '
-                   'averages of the weights (<name>/ExponentialMovingAverage) '
-                   'where the checkpoint has them.')
-flags.DEFINE_string('preprocessing_name', None, 'The preprocessing style; '
-                    'defaults to the net\'s.')
-flags.DEFINE_integer('channels', None, 'Channels of the input images; '
-                     'defaults to what the checkpoint\'s first layer takes.')
-slim_flags.define_model_options_flag()
-slim_flags.define_tflite_flags()
-# The calibration images of --quantize=int8.
-slim_flags.define_dataset_flags(split_name='train')
+FLAGS = slim_flags.FLAGS
+slim_flags.define_export_flags()
+flags.adopt_module_key_flags(slim_flags)
 
 
 def _build(model_name, num_classes, image_size, channels, options):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
   net = nets_factory.get_network_fn(model_name, num_classes=num_classes,
                                     is_training=False, **options)
   net(tf.zeros([1, image_size, image_size, channels]))
   return net
 
 
-def _calibration_split(quantization_aware):
+def _calibration_split(quantization_aware, *, output_format, quantize,
+                       dataset_name, dataset_split_name, dataset_dir):
   """The split int8 calibrates on, checked before anything is computed."""
-  if FLAGS.output_format != 'tflite' or FLAGS.quantize != 'int8':
+  if output_format != 'tflite' or quantize != 'int8':
     return None
-  if quantization_aware and not FLAGS.dataset_dir:
+  if quantization_aware and not dataset_dir:
     return None  # Unless a net has tensors outside its layers (it says so).
-  if not FLAGS.dataset_dir:
+  if not dataset_dir:
     slim_flags.fail('--quantize=int8 calibrates the activation ranges on '
                     'images: pass --dataset_name and --dataset_dir (and '
                     '--dataset_split_name, default train).')
-  return slim_flags.split_or_fail(
-      FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir)
+  return slim_flags.split_or_fail(dataset_name, dataset_split_name,
+                                  dataset_dir)
 
 
-def _calibration_images(split, preprocess, image_size, channels):
+def _calibration_images(split, preprocess, image_size, channels, *,
+                        num_images, num_preprocessing_threads):
+  from slimkit.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
   dataset = input_pipeline.make_dataset(
       split, preprocess, batch_size=1, is_training=False,
       image_size=image_size,
-      num_preprocessing_threads=FLAGS.num_preprocessing_threads,
+      num_preprocessing_threads=num_preprocessing_threads,
       use_grayscale=channels == 1 and
       input_pipeline.output_channels(split) != 1)
-  for images, _ in dataset.take(FLAGS.num_calibration_images):
+  for images, _ in dataset.take(num_images):
     yield images.numpy()
 
 
 def main(argv):
   del argv
+  # Imported once the flags are parsed and checked: --help and a bad flag
+  # are answered before TensorFlow loads.
+  # pylint: disable=g-import-not-at-top
+  from slimkit import checkpoints
+  from slimkit import evaluator
+  from slimkit.datasets import dataset_utils
+  from slimkit.export import saved_model
+  from slimkit.export import tflite
+  from slimkit.nets import layers
+  from slimkit.nets import nets_factory
+  from slimkit.preprocessing import preprocessing_factory
+  # pylint: enable=g-import-not-at-top
   if FLAGS.output_format == 'tflite':
     if not FLAGS.checkpoint_path or not FLAGS.output_file:
       raise app.UsageError('--checkpoint_path and --output_file are required '
@@ -138,7 +123,11 @@ def main(argv):
   quantization_aware = (FLAGS.output_format == 'tflite' and
                         FLAGS.quantize == 'int8' and
                         checkpoints.has_quant_ranges(checkpoint))
-  split = _calibration_split(quantization_aware)
+  split = _calibration_split(
+      quantization_aware, output_format=FLAGS.output_format,
+      quantize=FLAGS.quantize, dataset_name=FLAGS.dataset_name,
+      dataset_split_name=FLAGS.dataset_split_name,
+      dataset_dir=FLAGS.dataset_dir)
   image_size = FLAGS.image_size or entry.default_image_size
   channels = FLAGS.channels or 3
   net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels,
@@ -180,8 +169,12 @@ def main(argv):
     logging.info('Wrote the SavedModel to %s', FLAGS.output_dir)
     print(f'Exported {described} to {FLAGS.output_dir}')
     return
-  calibration = (_calibration_images(split, preprocess, image_size, channels)
-                 if split is not None else None)
+  calibration = None
+  if split is not None:
+    calibration = _calibration_images(
+        split, preprocess, image_size, channels,
+        num_images=FLAGS.num_calibration_images,
+        num_preprocessing_threads=FLAGS.num_preprocessing_threads)
   try:
     exported = tflite.export_tflite(
         net, FLAGS.output_file, image_size=image_size, channels=channels,

@@ -18,27 +18,13 @@ import math
 
 from absl import app
 from absl import flags
-import tensorflow as tf
 
 from slimkit import flags as slim_flags
 from slimkit.nets import nets_factory
 
-flags.DEFINE_string('model_name', 'inception_v3',
-                    'The registered name of the net to summarize.')
-flags.DEFINE_integer(
-    'num_classes', None,
-    'Number of classes of the logits layer; 0 for the pre-logits features. '
-    'Defaults to 10 for nets made for 10-class datasets (cifarnet, lenet) and '
-    'to 1001 (ImageNet with a background class) for the others.')
-flags.DEFINE_integer('image_size', None,
-                     'Height and width of the input; defaults to the net\'s '
-                     'default_image_size.')
-flags.DEFINE_integer('channels', None,
-                     'Channels of the input images; defaults to 1 for nets '
-                     'with LeNet preprocessing (grayscale digits), else 3.')
-slim_flags.define_model_options_flag()
-
-FLAGS = flags.FLAGS
+FLAGS = slim_flags.FLAGS
+slim_flags.define_print_model_flags()
+flags.adopt_module_key_flags(slim_flags)
 
 _IMAGENET_CLASSES = 1001
 
@@ -117,6 +103,9 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
   Raises:
     ValueError: for an unknown name (with close matches).
   """
+  # Imported here: --help and a bad flag are answered before TensorFlow loads.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   entry = nets_factory.get_entry(model_name)
   if num_classes is None:
     num_classes = default_num_classes(model_name)
@@ -203,9 +192,6 @@ def format_options(valid, given=None):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if FLAGS.model_name not in nets_factory.NETWORKS:
-    raise app.UsageError(
-        nets_factory.NETWORKS.unknown_message(FLAGS.model_name))
   options = slim_flags.model_options(FLAGS)
   print(format_summary(summarize(FLAGS.model_name, FLAGS.num_classes,
                                  FLAGS.image_size, FLAGS.channels,
@@ -213,4 +199,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=slim_flags.parse_flags)

@@ -32,27 +32,36 @@ import dataclasses
 import os
 
 from absl import app
+from absl import flags
 from absl import logging
-import tensorflow as tf
 
 from slimkit import flags as slim_flags
-from slimkit import seeds
-from slimkit.datasets import dataset_factory
-from slimkit.datasets import input_pipeline
-from slimkit.datasets import synthetic
-from slimkit import checkpoints
-from slimkit.deployment import cluster as cluster_lib
-from slimkit.deployment import model_deploy
-from slimkit.training import optimization
-from slimkit.training import trainer
-from slimkit.nets import nets_factory
-from slimkit.preprocessing import preprocessing_factory
 
 FLAGS = slim_flags.FLAGS
 slim_flags.define_train_flags()
+flags.adopt_module_key_flags(slim_flags)
 
 
 def main(argv):
+  # Imported once the flags are parsed and checked: --help and a bad flag
+  # are answered before TensorFlow loads.
+  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from slimkit import checkpoints
+  from slimkit import seeds
+  from slimkit.datasets import dataset_factory
+  from slimkit.datasets import input_pipeline
+  from slimkit.datasets import synthetic
+  from slimkit.deployment import cluster as cluster_lib
+  from slimkit.deployment import model_deploy
+  from slimkit.nets import nets_factory
+  from slimkit.preprocessing import preprocessing_factory
+  from slimkit.training import optimization
+  from slimkit.training import optimizer_specs
+  from slimkit.training import trainer
+  # pylint: enable=g-import-not-at-top
+
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   for warning in slim_flags.obsolete_flag_warnings(FLAGS):
@@ -198,6 +207,10 @@ def main(argv):
   if warmup_steps:
     logging.info('Warming the learning rate up over %d steps '
                  '(--warmup_epochs=%g).', warmup_steps, FLAGS.warmup_epochs)
+  if FLAGS.opt_epsilon is None:
+    # The optimizer's own epsilon, written to flags.txt: a rerun with
+    # --flagfile and the study see the value this run used.
+    FLAGS.opt_epsilon = optimizer_specs.epsilon(FLAGS.optimizer)
   hparams = slim_flags.optimizer_hparams(FLAGS)
   optimizer_name = FLAGS.optimizer
   for warning in optimization.optimizer_warnings(optimizer_name, hparams):

@@ -542,29 +542,15 @@ def run(dataset_dir, imagenet_dir=None, labels_file=None,
 
 def main(argv=None):
   """Runs with TF-Slim's build_imagenet_data.py flag names."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.DEFINE_string('train_directory', None, 'train/<synset>/*.JPEG.')
-  flags.DEFINE_string('validation_directory', None, 'Validation images.')
-  flags.DEFINE_string('output_directory', None, 'Output directory.')
-  flags.DEFINE_integer('train_shards', TRAIN_SHARDS, 'Training shards.')
-  flags.DEFINE_integer('validation_shards', VALIDATION_SHARDS,
-                       'Validation shards.')
-  flags.DEFINE_integer('num_threads', None,
-                       'Worker processes (default: the number of cores).')
-  flags.DEFINE_string('labels_file', None, 'Synset list, one a line.')
-  flags.DEFINE_string('imagenet_metadata_file', None,
-                      'synset<TAB>human-readable text lines.')
-  flags.DEFINE_string('validation_labels_file', None,
-                      'Validation ground truth: synsets or ILSVRC2012_IDs.')
-  flags.DEFINE_string('synset_map_file', None,
-                      'Devkit id -> synset map (meta.mat or text).')
-  flags.DEFINE_string('bounding_box_file', None,
-                      'Boxes: CSV file or directory of XML files.')
-  flags.mark_flag_as_required('output_directory')
+  # pylint: disable=g-import-not-at-top
+  from absl import app
+
+  from slimkit import flags as slim_flags
+  # pylint: enable=g-import-not-at-top
+  slim_flags.define_build_imagenet_flags()
 
   def run(_):
-    f = flags.FLAGS
+    f = slim_flags.FLAGS
     convert(f.output_directory, train_directory=f.train_directory,
             validation_directory=f.validation_directory,
             labels_file=f.labels_file,
@@ -572,11 +558,11 @@ def main(argv=None):
             validation_labels_file=f.validation_labels_file,
             synset_map_file=f.synset_map_file,
             bounding_box_file=f.bounding_box_file,
-            train_shards=f.train_shards,
-            validation_shards=f.validation_shards,
+            train_shards=f.train_shards or TRAIN_SHARDS,
+            validation_shards=f.validation_shards or VALIDATION_SHARDS,
             num_workers=f.num_threads)
 
-  app.run(run, argv=argv)
+  app.run(run, argv=argv, flags_parser=slim_flags.parse_flags)
 
 
 if __name__ == '__main__':

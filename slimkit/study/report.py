@@ -172,8 +172,10 @@ def notes(info, summaries):
         if axis.name in _OPTIMIZER_FLAGS and axis.name not in reads:
           unread.setdefault(axis.name, set()).add(name)
     if name in _ADAM_FAMILY:
-      try:
-        epsilons.add(float(flags.get('opt_epsilon', 1.0)))
+      try:  # not given: the optimizer's own (1.0 for adam, Keras's else)
+        given = flags.get('opt_epsilon')
+        epsilons.add(optimization.optimizer_specs.epsilon(
+            name, None if given is None else float(given)))
       except ValueError:
         pass
   if any(e >= 0.1 for e in epsilons):

@@ -28,10 +28,14 @@ ones (adamw, lamb, lion, nadam; not in TF-Slim) are Keras' own, with TF-Slim's
 flag names where the meaning is the same: `adam_beta1`, `adam_beta2` and
 `opt_epsilon` (the term added to Adam's `sqrt(v)`: "epsilon hat" for adam and
 adamw, added after the bias correction for nadam and lamb) for the Adam
-family; Lion has its own `lion_beta1`, `lion_beta2` and no epsilon. TF-Slim's
-`opt_epsilon=1.0` stays the default; with it an Adam-family update is about
-`lr * m` for gradients much smaller than 1, so Adam crawls like plain SGD:
-`optimizer_warnings()` says so and suggests 1e-8.
+family; Lion has its own `lion_beta1`, `lion_beta2` and no epsilon.
+
+Epsilon defaults (`optimizer_specs.epsilon`; `OptimizerHParams.opt_epsilon`
+None): TF-Slim's optimizers (adadelta, adam, rmsprop) keep TF-Slim's
+`opt_epsilon=1.0`; adamw, lamb and nadam take Keras's own default (1e-7).
+With 1.0 an Adam-family update is about `lr * m` for gradients much smaller
+than 1, so Adam crawls like plain SGD: `optimizer_warnings()` says so when
+it is given (or is adam's TF-Slim default) and suggests 1e-8.
 
 Weight decay (`weight_decay`; the one place this convention is written down):
 
@@ -63,6 +67,12 @@ import keras
 from keras import ops
 
 from slimkit.registry import Registry
+from slimkit.training import optimizer_specs
+# The TensorFlow-free part, re-exported: flags and the study read it there.
+# pylint: disable=g-importing-member
+from slimkit.training.optimizer_specs import (  # noqa: F401
+    OptimizerHParams, TF_SLIM_WEIGHT_DECAY, list_optimizers, list_schedules,
+    net_weight_decay, optimizer_warnings, optimizers_where)
 
 
 class TF1RMSProp(keras.optimizers.Optimizer):
@@ -140,48 +150,14 @@ class TF1Momentum(keras.optimizers.Optimizer):
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizerEntry:
-  """How to build one optimizer from TF-Slim's flag values.
+class OptimizerEntry(optimizer_specs.OptimizerSpec):
+  """An `optimizer_specs.OptimizerSpec` with its builder.
 
   Attributes:
-    name: `--optimizer` value.
     build: `build(learning_rate, hparams)` -> a Keras optimizer; `hparams` is
-      the `OptimizerHParams` of the run.
-    flags: The flags this optimizer reads (for help and the docs).
-    decoupled_weight_decay: Whether `weight_decay` is the optimizer's
-      decoupled decay (and the nets' L2 regulariser is off); see the module
-      docstring.
-    adam_family: Whether the update divides by `sqrt(v) + opt_epsilon`.
+      the `OptimizerHParams` of the run, its `opt_epsilon` resolved.
   """
-  name: str
-  build: Callable
-  flags: tuple = ()
-  decoupled_weight_decay: bool = False
-  adam_family: bool = False
-
-
-# TF-Slim's --weight_decay default, an L2 coefficient.
-TF_SLIM_WEIGHT_DECAY = 0.00004
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerHParams:
-  """The optimizer flags (TF-Slim's, then ours), with their defaults."""
-  opt_epsilon: float = 1.0
-  adadelta_rho: float = 0.95
-  adagrad_initial_accumulator_value: float = 0.1
-  adam_beta1: float = 0.9
-  adam_beta2: float = 0.999
-  ftrl_learning_rate_power: float = -0.5
-  ftrl_initial_accumulator_value: float = 0.1
-  ftrl_l1: float = 0.0
-  ftrl_l2: float = 0.0
-  momentum: float = 0.9
-  rmsprop_momentum: float = 0.9
-  rmsprop_decay: float = 0.9
-  weight_decay: float = TF_SLIM_WEIGHT_DECAY
-  lion_beta1: float = 0.9
-  lion_beta2: float = 0.99
+  build: Callable = None
 
 
 OPTIMIZERS = Registry('optimizer (--optimizer)')
@@ -197,9 +173,13 @@ _NO_DECAY_PATTERN = (r'(^|/)(' + '|'.join(NO_DECAY_NAMES) +
                      r')(/replica_\d+)?(:\d+)?$')
 
 
-def _register_optimizer(name, flags, build, **options):
-  OPTIMIZERS.register(name, OptimizerEntry(name, build, tuple(flags),
-                                           **options))
+def _register_optimizer(name, build):
+  # What it reads comes from the TensorFlow-free table.
+  spec = optimizer_specs.OPTIMIZERS.get(name)
+  OPTIMIZERS.register(name, OptimizerEntry(
+      **{f.name: getattr(spec, f.name)
+         for f in dataclasses.fields(optimizer_specs.OptimizerSpec)},
+      build=build))
 
 
 def _decoupled(optimizer):
@@ -208,29 +188,22 @@ def _decoupled(optimizer):
 
 
 _register_optimizer(
-    'adadelta', ('adadelta_rho', 'opt_epsilon'),
-    lambda lr, h: keras.optimizers.Adadelta(
+    'adadelta', lambda lr, h: keras.optimizers.Adadelta(
         learning_rate=lr, rho=h.adadelta_rho, epsilon=h.opt_epsilon))
 _register_optimizer(
-    'adagrad', ('adagrad_initial_accumulator_value',),
-    lambda lr, h: keras.optimizers.Adagrad(
+    'adagrad', lambda lr, h: keras.optimizers.Adagrad(
         learning_rate=lr,
         initial_accumulator_value=h.adagrad_initial_accumulator_value))
 _register_optimizer(
-    'adam', ('adam_beta1', 'adam_beta2', 'opt_epsilon'),
-    lambda lr, h: keras.optimizers.Adam(
+    'adam', lambda lr, h: keras.optimizers.Adam(
         learning_rate=lr, beta_1=h.adam_beta1, beta_2=h.adam_beta2,
-        epsilon=h.opt_epsilon), adam_family=True)
+        epsilon=h.opt_epsilon))
 _register_optimizer(
-    'adamw', ('adam_beta1', 'adam_beta2', 'opt_epsilon', 'weight_decay'),
-    lambda lr, h: _decoupled(keras.optimizers.AdamW(
+    'adamw', lambda lr, h: _decoupled(keras.optimizers.AdamW(
         learning_rate=lr, weight_decay=h.weight_decay, beta_1=h.adam_beta1,
-        beta_2=h.adam_beta2, epsilon=h.opt_epsilon)),
-    decoupled_weight_decay=True, adam_family=True)
+        beta_2=h.adam_beta2, epsilon=h.opt_epsilon)))
 _register_optimizer(
-    'ftrl', ('ftrl_learning_rate_power', 'ftrl_initial_accumulator_value',
-             'ftrl_l1', 'ftrl_l2'),
-    lambda lr, h: keras.optimizers.Ftrl(
+    'ftrl', lambda lr, h: keras.optimizers.Ftrl(
         learning_rate=lr, learning_rate_power=h.ftrl_learning_rate_power,
         initial_accumulator_value=h.ftrl_initial_accumulator_value,
         l1_regularization_strength=h.ftrl_l1,
@@ -238,37 +211,30 @@ _register_optimizer(
 # Keras' LAMB: Adam's direction scaled per variable by the trust ratio
 # ||var|| / ||update||; the decoupled decay is applied before, outside it.
 _register_optimizer(
-    'lamb', ('adam_beta1', 'adam_beta2', 'opt_epsilon', 'weight_decay'),
-    lambda lr, h: _decoupled(keras.optimizers.Lamb(
+    'lamb', lambda lr, h: _decoupled(keras.optimizers.Lamb(
         learning_rate=lr, weight_decay=h.weight_decay, beta_1=h.adam_beta1,
-        beta_2=h.adam_beta2, epsilon=h.opt_epsilon)),
-    decoupled_weight_decay=True, adam_family=True)
+        beta_2=h.adam_beta2, epsilon=h.opt_epsilon)))
 _register_optimizer(
-    'lion', ('lion_beta1', 'lion_beta2', 'weight_decay'),
-    lambda lr, h: _decoupled(keras.optimizers.Lion(
+    'lion', lambda lr, h: _decoupled(keras.optimizers.Lion(
         learning_rate=lr, weight_decay=h.weight_decay, beta_1=h.lion_beta1,
-        beta_2=h.lion_beta2)),
-    decoupled_weight_decay=True)
+        beta_2=h.lion_beta2)))
 _register_optimizer(
-    'momentum', ('momentum',),
-    lambda lr, h: TF1Momentum(learning_rate=lr, momentum=h.momentum))
+    'momentum', lambda lr, h: TF1Momentum(learning_rate=lr,
+                                          momentum=h.momentum))
 _register_optimizer(
-    'nadam', ('adam_beta1', 'adam_beta2', 'opt_epsilon'),
-    lambda lr, h: keras.optimizers.Nadam(
+    'nadam', lambda lr, h: keras.optimizers.Nadam(
         learning_rate=lr, beta_1=h.adam_beta1, beta_2=h.adam_beta2,
-        epsilon=h.opt_epsilon), adam_family=True)
+        epsilon=h.opt_epsilon))
 _register_optimizer(
-    'rmsprop', ('rmsprop_decay', 'rmsprop_momentum', 'opt_epsilon'),
-    lambda lr, h: TF1RMSProp(learning_rate=lr, decay=h.rmsprop_decay,
-                             momentum=h.rmsprop_momentum,
-                             epsilon=h.opt_epsilon))
+    'rmsprop', lambda lr, h: TF1RMSProp(
+        learning_rate=lr, decay=h.rmsprop_decay, momentum=h.rmsprop_momentum,
+        epsilon=h.opt_epsilon))
 _register_optimizer(
-    'sgd', (), lambda lr, h: keras.optimizers.SGD(learning_rate=lr))
-
-
-def list_optimizers():
-  """Returns the `--optimizer` names, sorted."""
-  return OPTIMIZERS.names()
+    'sgd', lambda lr, h: keras.optimizers.SGD(learning_rate=lr))
+if OPTIMIZERS.names() != optimizer_specs.list_optimizers():
+  raise ImportError('optimizer_specs.OPTIMIZERS and the builders here differ: '
+                    f'{optimizer_specs.list_optimizers()} vs '
+                    f'{OPTIMIZERS.names()}')
 
 
 def build_optimizer(name, learning_rate, hparams=None):
@@ -280,7 +246,9 @@ def build_optimizer(name, learning_rate, hparams=None):
     name: One of `list_optimizers()`.
     learning_rate: A float or a `keras.optimizers.schedules` schedule (called
       with the optimizer's step counter, which is the global step).
-    hparams: An `OptimizerHParams`; TF-Slim's defaults when None.
+    hparams: An `OptimizerHParams`; the defaults when None. Its
+      `opt_epsilon` None means the optimizer's own default
+      (`optimizer_specs.epsilon`).
 
   Returns:
     A Keras optimizer.
@@ -288,111 +256,52 @@ def build_optimizer(name, learning_rate, hparams=None):
   Raises:
     ValueError: for an unknown name, listing the valid ones.
   """
-  return OPTIMIZERS.get(name).build(learning_rate, hparams or OptimizerHParams())
-
-
-def optimizers_where(predicate):
-  """Returns the sorted names of the optimizers whose entry fulfils it."""
-  return [n for n in OPTIMIZERS.names() if predicate(OPTIMIZERS.get(n))]
-
-
-def net_weight_decay(name, weight_decay):
-  """The L2 coefficient to build the nets with under optimizer `name`.
-
-  Args:
-    name: One of `list_optimizers()`.
-    weight_decay: The `--weight_decay` value.
-
-  Returns:
-    `weight_decay` for the L2-regularised optimizers, 0.0 for those that
-    decay the weights themselves (adamw, lamb, lion).
-
-  Raises:
-    ValueError: for an unknown name, listing the valid ones.
-  """
-  if OPTIMIZERS.get(name).decoupled_weight_decay:
-    return 0.0
-  return weight_decay
-
-
-def optimizer_warnings(name, hparams=None):
-  """Returns a line per setting of `hparams` that is likely a mistake.
-
-  Args:
-    name: One of `list_optimizers()`.
-    hparams: An `OptimizerHParams`; TF-Slim's defaults when None.
-
-  Returns:
-    A list of strings, empty when nothing looks wrong.
-  """
-  entry = OPTIMIZERS.get(name)
-  h = hparams or OptimizerHParams()
-  warnings = []
-  if entry.adam_family and h.opt_epsilon >= 1.0:
-    warnings.append(
-        f'--optimizer={name} with --opt_epsilon={h.opt_epsilon:g} (TF-Slim\'s '
-        'default, meant for rmsprop): the update lr * m / (sqrt(v) + '
-        f'{h.opt_epsilon:g}) is about lr * m for gradients much smaller than '
-        '1, so Adam crawls like plain SGD at the same learning rate. Adam\'s '
-        'usual value is --opt_epsilon=1e-8.')
-  if entry.decoupled_weight_decay and 0.0 < h.weight_decay < 1e-3:
-    warnings.append(
-        f'--optimizer={name} with --weight_decay={h.weight_decay:g}: that is '
-        f'{name}\'s decoupled decay (var -= lr * weight_decay * var each '
-        'step; the nets\' L2 regulariser is off), where a value this small '
-        'hardly regularises (TF-Slim\'s 4e-05 is an L2 coefficient). Typical '
-        'decoupled values: 0.05 for adamw (DeiT in timm), 0.01-0.05 for '
-        'lamb, 3-10x adamw\'s for lion (with a 3-10x smaller learning '
-        'rate).')
-  return warnings
+  return OPTIMIZERS.get(name).build(
+      learning_rate, optimizer_specs.resolve(name, hparams))
 
 
 @dataclasses.dataclass(frozen=True)
-class ScheduleEntry:
-  """How to build one learning-rate schedule (`--learning_rate_decay_type`).
+class ScheduleEntry(optimizer_specs.ScheduleSpec):
+  """An `optimizer_specs.ScheduleSpec` with its builder.
 
   Attributes:
-    name: `--learning_rate_decay_type` value.
     build: `build(learning_rate, decay_steps=, decay_factor=,
       end_learning_rate=, total_steps=)` -> a float or a Keras schedule of the
       global step.
-    flags: The flags it reads besides `--learning_rate` (for the docs).
-    needs_total_steps: Whether it needs the run's length, `total_steps`
-      (`--max_number_of_steps`).
   """
-  name: str
-  build: Callable
-  flags: tuple = ()
-  needs_total_steps: bool = False
+  build: Callable = None
+
+
+def _register_schedule(name, build):
+  spec = optimizer_specs.SCHEDULES.get(name)
+  SCHEDULES.register(name, ScheduleEntry(
+      name, spec.flags, spec.needs_total_steps, build=build))
 
 
 SCHEDULES = Registry('learning-rate schedule (--learning_rate_decay_type)')
 
-SCHEDULES.register('fixed', ScheduleEntry(
-    'fixed', lambda lr, **_: lr))
+_register_schedule('fixed', lambda lr, **_: lr)
 # TF-Slim decays in stairs: the rate changes once every `decay_steps` steps.
-SCHEDULES.register('exponential', ScheduleEntry(
+_register_schedule(
     'exponential', lambda lr, decay_steps, decay_factor, **_:
     keras.optimizers.schedules.ExponentialDecay(
-        lr, decay_steps=decay_steps, decay_rate=decay_factor, staircase=True),
-    flags=('num_epochs_per_decay', 'learning_rate_decay_factor')))
+        lr, decay_steps=decay_steps, decay_rate=decay_factor, staircase=True))
 # Linear (power 1) from the initial to the end rate, then constant (no cycle).
-SCHEDULES.register('polynomial', ScheduleEntry(
+_register_schedule(
     'polynomial', lambda lr, decay_steps, end_learning_rate, **_:
     keras.optimizers.schedules.PolynomialDecay(
         lr, decay_steps=decay_steps, end_learning_rate=end_learning_rate,
-        power=1.0, cycle=False),
-    flags=('num_epochs_per_decay', 'end_learning_rate')))
+        power=1.0, cycle=False))
 # Half a cosine over the whole run, from the initial rate at step 0 to the end
 # rate at `total_steps`, then constant. Keras' `alpha` is the end rate as a
 # fraction of the initial one. (Keras' own warmup_steps is not used: it would
 # start the cosine after the warmup; see `LinearWarmup`.)
-SCHEDULES.register('cosine', ScheduleEntry(
+_register_schedule(
     'cosine', lambda lr, end_learning_rate, total_steps, **_:
     keras.optimizers.schedules.CosineDecay(
-        lr, decay_steps=total_steps, alpha=end_learning_rate / lr),
-    flags=('end_learning_rate', 'max_number_of_steps'),
-    needs_total_steps=True))
+        lr, decay_steps=total_steps, alpha=end_learning_rate / lr))
+if SCHEDULES.names() != optimizer_specs.list_schedules():
+  raise ImportError('optimizer_specs.SCHEDULES and the builders here differ.')
 
 
 @keras.saving.register_keras_serializable(package='slimkit')
@@ -447,11 +356,6 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     if isinstance(schedule, dict):
       schedule = keras.optimizers.schedules.deserialize(schedule)
     return cls(schedule, config['warmup_steps'])
-
-
-def list_schedules():
-  """Returns the `--learning_rate_decay_type` names, sorted."""
-  return SCHEDULES.names()
 
 
 def epochs_to_steps(num_samples, epochs, batch_size, num_clones=1,
