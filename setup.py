@@ -36,7 +36,7 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=(['slimkit', 'slimkit.study', 'slimkit.training',
-               'slimkit.export'] +
+               'slimkit.export', 'slimkit.flags'] +
               [f'slimkit.{p}' for p in _SUBPACKAGES]),
     package_dir={'slimkit': 'slimkit',
                  **{f'slimkit.{p}': p for p in _SUBPACKAGES}},

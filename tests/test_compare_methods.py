@@ -252,6 +252,14 @@ def test_the_report_notes_what_the_table_does_not_say():
   runs = [dataclasses.replace(r, values=r.values[:1]) for r in runs]
   said = ' '.join(report.notes(info, report.summarize(runs)))
   assert 'does not enter' not in said and 'crawls' not in said
+  # Without --opt_epsilon: adam keeps TF-Slim's 1.0 and crawls, adamw takes
+  # its own epsilon (Keras's), as the runs do.
+  for optimizer, crawls in (('adam', True), ('adamw', False)):
+    info = report.StudyInfo(name='s', axes=axes[:1], seeds=(0, 1),
+                            fixed_flags={'optimizer': optimizer})
+    runs = [dataclasses.replace(r, values=()) for r in runs]
+    said = ' '.join(report.notes(info, report.summarize(runs)))
+    assert ('crawls' in said) == crawls, optimizer
 
 
 def test_vary_values_flag_files_and_their_checks(tmp_path):

@@ -1,6 +1,7 @@
 """Optimizers and learning-rate schedules: TF-Slim's semantics, by name."""
 
 import functools
+import inspect
 import json
 import math
 import os
@@ -408,11 +409,19 @@ def test_decoupled_decay_skips_the_same_variables_on_every_clone():
 
 
 def test_optimizer_warnings():
-  tf_slim = optimization.OptimizerHParams()
+  tf_slim = optimization.OptimizerHParams(opt_epsilon=1.0)
+  defaults = optimization.OptimizerHParams()
   good = optimization.OptimizerHParams(opt_epsilon=1e-8, weight_decay=0.05)
   for name in ('adam', 'adamw', 'lamb', 'nadam'):
     assert any('crawls' in w and '--opt_epsilon=1e-8' in w
                for w in optimization.optimizer_warnings(name, tf_slim)), name
+  # Without --opt_epsilon, adam keeps TF-Slim's 1.0 (and the warning); the
+  # newer ones take Keras's epsilon and do not crawl.
+  assert any('crawls' in w
+             for w in optimization.optimizer_warnings('adam', defaults))
+  for name in ('adamw', 'lamb', 'nadam'):
+    assert not any('crawls' in w for w in optimization.optimizer_warnings(
+        name, defaults)), name
   for name in DECOUPLED:
     assert any('--weight_decay=4e-05' in w and '0.05' in w
                for w in optimization.optimizer_warnings(name, tf_slim)), name
@@ -421,6 +430,50 @@ def test_optimizer_warnings():
   # TF-Slim's own recipe warns about nothing.
   for name in ('rmsprop', 'momentum', 'sgd', 'adadelta'):
     assert not optimization.optimizer_warnings(name, tf_slim), name
+    assert not optimization.optimizer_warnings(name, defaults), name
   # Lion has no epsilon: only the decay warning above, no crawl.
   lion = optimization.optimizer_warnings('lion', tf_slim)
   assert len(lion) == 1 and '--weight_decay=4e-05' in lion[0]
+
+
+# --- --opt_epsilon's default: the optimizer's own. ---
+
+# TF-Slim's train_image_classifier.py: DEFINE_float('opt_epsilon', 1.0, ...).
+TF_SLIM_OPT_EPSILON = 1.0
+KERAS_CLASSES = {'adamw': keras.optimizers.AdamW,
+                 'lamb': keras.optimizers.Lamb,
+                 'nadam': keras.optimizers.Nadam}
+
+
+def _keras_default_epsilon(keras_class):
+  return inspect.signature(keras_class).parameters['epsilon'].default
+
+
+@pytest.mark.parametrize('name', sorted(KERAS_CLASSES))
+def test_the_newer_adam_family_defaults_to_keras_epsilon(name):
+  expected = _keras_default_epsilon(KERAS_CLASSES[name])
+  built = optimization.build_optimizer(name, 0.01,
+                                       optimization.OptimizerHParams())
+  assert built.epsilon == expected
+  assert optimization.build_optimizer(name, 0.01).epsilon == expected
+
+
+@pytest.mark.parametrize('name', ['adadelta', 'adam', 'rmsprop'])
+def test_tf_slim_optimizers_keep_tf_slim_epsilon(name):
+  built = optimization.build_optimizer(name, 0.01,
+                                       optimization.OptimizerHParams())
+  assert built.epsilon == TF_SLIM_OPT_EPSILON
+
+
+def test_an_explicit_opt_epsilon_wins_for_every_optimizer():
+  readers = optimization.optimizers_where(lambda e: 'opt_epsilon' in e.flags)
+  assert readers == ['adadelta', 'adam', 'adamw', 'lamb', 'nadam', 'rmsprop']
+  for value in (0.125, 1.0):
+    h = optimization.OptimizerHParams(opt_epsilon=value)
+    for name in readers:
+      assert optimization.build_optimizer(name, 0.01, h).epsilon == value, (
+          name, value)
+  # Lion has no epsilon: a given value changes nothing.
+  lion = optimization.build_optimizer(
+      'lion', 0.01, optimization.OptimizerHParams(opt_epsilon=0.125))
+  assert not hasattr(lion, 'epsilon') or lion.epsilon != 0.125

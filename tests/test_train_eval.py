@@ -317,7 +317,9 @@ TRAIN_DEFAULTS = dict(
     save_summaries_secs=600, save_interval_secs=600, weight_decay=0.00004,
     optimizer='rmsprop', adadelta_rho=0.95,
     adagrad_initial_accumulator_value=0.1, adam_beta1=0.9, adam_beta2=0.999,
-    opt_epsilon=1.0, ftrl_learning_rate_power=-0.5,
+    # TF-Slim's 1.0 for its optimizers, each newer one's own (None: not
+    # given; test_optimization.py checks what it resolves to).
+    opt_epsilon=None, ftrl_learning_rate_power=-0.5,
     ftrl_initial_accumulator_value=0.1, ftrl_l1=0.0, ftrl_l2=0.0,
     momentum=0.9, rmsprop_momentum=0.9, rmsprop_decay=0.9,
     learning_rate_decay_type='exponential', learning_rate=0.01,

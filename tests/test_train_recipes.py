@@ -6,11 +6,13 @@ new optimizer trains lenet, seeded).
 """
 
 import glob
+import inspect
 import math
 import os
 import subprocess
 import sys
 
+import keras
 import pytest
 import tensorflow as tf
 
@@ -57,14 +59,18 @@ EPOCH_IMAGES, WARMUP_EPOCHS = 60000, 0.00055
 BATCH, STEPS, LR, END_LR = 4, 12, 0.01, 0.001
 
 
-@pytest.mark.parametrize('num_clones, optimizer_flags, warns', [
-    # TF-Slim's --opt_epsilon and --weight_decay: the script warns about both.
-    (1, ['--optimizer=adamw'], True),
+# The epsilon flags.txt records: adamw's own default when not given
+# (inspect.signature(keras.optimizers.AdamW)), else the value given.
+@pytest.mark.parametrize('num_clones, optimizer_flags, warns, epsilon', [
+    # TF-Slim's --weight_decay: the script warns about it. The epsilon is
+    # adamw's own (Keras's), so Adam does not crawl.
+    (1, ['--optimizer=adamw'], True,
+     inspect.signature(keras.optimizers.AdamW).parameters['epsilon'].default),
     (2, ['--optimizer=lamb', '--opt_epsilon=1e-6', '--weight_decay=0.02'],
-     False),
+     False, 1e-6),
 ])
 def test_script_trains_with_the_cosine_warmup_rates_it_summarizes(
-    mnist_dir, tmp_path, num_clones, optimizer_flags, warns):
+    mnist_dir, tmp_path, num_clones, optimizer_flags, warns, epsilon):
   train_dir = tmp_path / 'train'
   result = _run_script(
       'train_image_classifier.py', f'--train_dir={train_dir}',
@@ -93,8 +99,13 @@ def test_script_trains_with_the_cosine_warmup_rates_it_summarizes(
   # Decoupled decay: the nets are built without their L2 regulariser.
   regularization = _scalars(train_dir, 'losses/regularization_loss')
   assert len(regularization) == STEPS and set(regularization.values()) == {0.0}
-  assert ('Adam crawls' in result.stderr) == warns
+  assert 'Adam crawls' not in result.stderr
   assert ('--weight_decay=4e-05' in result.stderr) == warns
+  # flags.txt records the epsilon used: --flagfile repeats the run.
+  recorded = [line for line in (train_dir / 'flags.txt').read_text().split()
+              if line.startswith('--opt_epsilon=')]
+  assert len(recorded) == 1
+  assert float(recorded[0].split('=')[1]) == epsilon
 
 
 def test_helpfull_states_the_weight_decay_convention_and_the_new_choices():
@@ -108,6 +119,10 @@ def test_helpfull_states_the_weight_decay_convention_and_the_new_choices():
          '--max_number_of_steps' in text
   for name in ('adamw', 'lamb', 'lion', 'nadam'):
     assert name in text.split('--optimizer:')[1].split('--')[0]
+  # --opt_epsilon's default is the optimizer's own.
+  epsilon = text.split('--opt_epsilon:')[1].split('--')[0]
+  assert 'adadelta, adam, rmsprop: 1;' in epsilon
+  assert 'adamw, lamb, nadam: 1e-07' in epsilon
 
 
 # Learning rates of a fast fall on the tiny digits; Lion's is 3x smaller than
