@@ -86,12 +86,11 @@ def define_optimizer_flags():
 
   help_text = {
       'opt_epsilon': f'Epsilon of {readers("opt_epsilon")}. Default: the '
-                     'optimizer\'s own, '
+                     'optimizer\'s own: '
                      f'{optimizer_specs.epsilon_defaults_text()} (TF-Slim\'s '
-                     '1.0 for its optimizers, meant for rmsprop; Keras\'s '
-                     'for the newer ones). With 1.0 the Adam family crawls: '
-                     'with adam give e.g. 1e-8. flags.txt records the value '
-                     'used.',
+                     'for its optimizers, Keras\'s for the newer ones); '
+                     'flags.txt records the value used. With 1.0 the Adam '
+                     'family crawls: with adam give e.g. 1e-8.',
       'adadelta_rho': 'Decay rate of adadelta.',
       'adagrad_initial_accumulator_value': 'Initial accumulator of adagrad.',
       'adam_beta1': f'Decay rate of the first moment of '
