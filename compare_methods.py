@@ -26,6 +26,7 @@ elsewhere). See docs/studies.md.
 
 import json
 import os
+import sys
 
 from absl import app
 from absl import logging
@@ -62,8 +63,12 @@ def main(argv):
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   training = slim_flags.training_flags(FLAGS)
+  vary, replaced = grid.command_line_overrides(FLAGS.vary, sys.argv[1:])
+  for name in replaced:
+    logging.info('--vary=%s=... on the command line replaces the flagfile\'s '
+                 '--vary of %s.', name, name)
   try:
-    axes = grid.check_axes([grid.parse_vary(v) for v in FLAGS.vary],
+    axes = grid.check_axes([grid.parse_vary(v) for v in vary],
                            flag_values=training, model_name=FLAGS.model_name)
     seeds = grid.parse_seeds(FLAGS.seeds)
   except grid.GridError as e:
