@@ -24,7 +24,6 @@ the end, and HParams summaries for `tensorboard --logdir study_dir`;
 elsewhere). See docs/studies.md.
 """
 
-import json
 import os
 import sys
 
@@ -38,6 +37,7 @@ from slimkit.study import grid
 from slimkit.study import report
 from slimkit.study import results as results_lib
 from slimkit.study import runner
+from slimkit.study import study_file
 
 FLAGS = slim_flags.FLAGS
 slim_flags.define_train_flags()
@@ -115,12 +115,13 @@ def main(argv):
     return report.write_all(FLAGS.study_dir, info, results_lib.read_study(
         FLAGS.study_dir, runs))
 
+  description = study_file.describe(fixed, axes, seeds)
   try:
-    os.makedirs(FLAGS.study_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.study_dir, 'study.json'), 'w') as f:
-      json.dump({'fixed_flags': fixed, 'seeds': list(seeds),
-                 'vary': [[a.name, list(a.values)] for a in axes]}, f,
-                indent=1)
+    study_file.check(FLAGS.study_dir, description, extend=FLAGS.extend_study)
+  except study_file.StudyDirError as e:
+    slim_flags.fail(str(e))
+  try:
+    study_file.write(FLAGS.study_dir, description)
   except OSError as e:
     slim_flags.fail(f'--study_dir={FLAGS.study_dir} is not writable: {e}',
                     status=1)
