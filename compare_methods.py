@@ -11,8 +11,8 @@ product of all `--vary`), `--seeds` repeats each configuration:
       --seeds=0,1
 
   # A ready study (studies/*.flags), on your data:
-  python compare_methods.py --flagfile=studies/optimizers.flags \
-      --dataset_dir=/tmp/cifar10 --study_dir=/tmp/optimizers
+  python compare_methods.py --flagfile=studies/kernels.flags \
+      --dataset_dir=/tmp/cifar10 --study_dir=/tmp/kernels
 
 Each run is an ordinary training run in `study_dir/runs/<name>/` (its
 flags.txt, checkpoints, TensorBoard summaries, validation in
