@@ -11,8 +11,8 @@ product of all `--vary`), `--seeds` repeats each configuration:
       --seeds=0,1
 
   # A ready study (studies/*.flags), on your data:
-  python compare_methods.py --flagfile=studies/optimizers.flags \
-      --dataset_dir=/tmp/cifar10 --study_dir=/tmp/optimizers
+  python compare_methods.py --flagfile=studies/kernels.flags \
+      --dataset_dir=/tmp/cifar10 --study_dir=/tmp/kernels
 
 Each run is an ordinary training run in `study_dir/runs/<name>/` (its
 flags.txt, checkpoints, TensorBoard summaries, validation in
@@ -24,8 +24,8 @@ the end, and HParams summaries for `tensorboard --logdir study_dir`;
 elsewhere). See docs/studies.md.
 """
 
-import json
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -35,6 +35,7 @@ from slimkit import flags as slim_flags
 from slimkit.nets import nets_factory
 from slimkit.study import grid
 from slimkit.study import runner
+from slimkit.study import study_file
 
 FLAGS = slim_flags.FLAGS
 slim_flags.define_train_flags()
@@ -69,8 +70,12 @@ def main(argv):
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   training = slim_flags.training_flags(FLAGS)
+  vary, replaced = grid.command_line_overrides(FLAGS.vary, sys.argv[1:])
+  for name in replaced:
+    logging.info('--vary=%s=... on the command line replaces the flagfile\'s '
+                 '--vary of %s.', name, name)
   try:
-    axes = grid.check_axes([grid.parse_vary(v) for v in FLAGS.vary],
+    axes = grid.check_axes([grid.parse_vary(v) for v in vary],
                            flag_values=training, model_name=FLAGS.model_name)
     seeds = grid.parse_seeds(FLAGS.seeds)
   except grid.GridError as e:
@@ -117,12 +122,13 @@ def main(argv):
     return report.write_all(FLAGS.study_dir, info, results_lib.read_study(
         FLAGS.study_dir, runs))
 
+  description = study_file.describe(fixed, axes, seeds)
   try:
-    os.makedirs(FLAGS.study_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.study_dir, 'study.json'), 'w') as f:
-      json.dump({'fixed_flags': fixed, 'seeds': list(seeds),
-                 'vary': [[a.name, list(a.values)] for a in axes]}, f,
-                indent=1)
+    study_file.check(FLAGS.study_dir, description, extend=FLAGS.extend_study)
+  except study_file.StudyDirError as e:
+    slim_flags.fail(str(e))
+  try:
+    study_file.write(FLAGS.study_dir, description)
   except OSError as e:
     slim_flags.fail(f'--study_dir={FLAGS.study_dir} is not writable: {e}',
                     status=1)

@@ -182,7 +182,9 @@ def main(argv):
         io_type=FLAGS.tflite_io, num_classes=FLAGS.num_classes,
         labels_to_names=labels, model_name=FLAGS.model_name,
         preprocessing_name=preprocessing_name,
-        global_step=evaluator.checkpoint_step(checkpoint))
+        global_step=evaluator.checkpoint_step(checkpoint),
+        calibration_count=split and min(FLAGS.num_calibration_images,
+                                        split.num_samples))
   except (ValueError, OSError) as e:
     slim_flags.fail(str(e), status=1)
   print(f'Exported {described} as TFLite ({FLAGS.quantize}'

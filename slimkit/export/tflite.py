@@ -42,11 +42,14 @@ Typical use (what `export_inference_graph.py --output_format=tflite` does):
 """
 
 import dataclasses
+import datetime
 import json
 import os
 import struct
+import time
 import warnings
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -138,7 +141,7 @@ def _frozen(function):
 
 
 def convert(net, *, image_size, channels=3, quantize='none',
-            calibration_images=None, io_type='float32'):
+            calibration_images=None, io_type='float32', calibration_count=None):
   """Converts a built net to TFLite flatbuffer bytes returning probabilities.
 
   Args:
@@ -153,6 +156,8 @@ def convert(net, *, image_size, channels=3, quantize='none',
       keeps the ranges it learned; it needs calibration images only for the
       tensors outside its layers (residual sums, concatenations).
     io_type: 'float32', or 'uint8' (int8 only) for integer input and output.
+    calibration_count: How many calibration images there are, if known, for
+      the progress lines' time left.
 
   Returns:
     The `.tflite` bytes.
@@ -187,7 +192,7 @@ def convert(net, *, image_size, channels=3, quantize='none',
     # without one (sums and concatenations outside the layers).
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.representative_dataset = _representative(
-        calibration_images, image_size, channels)
+        calibration_images, image_size, channels, total=calibration_count)
   if io_type == 'uint8':  # with calibration or the learned ranges alone
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
@@ -214,12 +219,35 @@ def _inner_float_tensors(model):
           if d['dtype'] == np.float32 and d['index'] not in edges]
 
 
-def _representative(images, image_size, channels):
+def _representative(images, image_size, channels, total=None,
+                    log_every_secs=5.0):
+  """The converter's representative dataset, logging progress as it is read.
+
+  Calibration reads the images one at a time through the whole float model,
+  which takes tens of seconds on a CPU: a line every `log_every_secs` says
+  how far it is (and, given `total`, how long is left).
+  """
   shape = (image_size, image_size, channels)
+
+  def log_progress(count, start):
+    seconds = time.time() - start
+    left = ''
+    if total and count:
+      left = (', ' + str(datetime.timedelta(
+          seconds=int(seconds / count * max(total - count, 0)))) + ' left')
+    of = f'/{total}' if total else ''
+    logging.info('int8 calibration: %d%s images%s.', count, of, left)
 
   def generate():
     count = 0
+    start = last_log = time.time()
+    logging.info('int8 calibration: running %s preprocessed images through '
+                 'the float model to measure activation ranges.',
+                 total or 'the')
     for image in images:
+      if time.time() - last_log >= log_every_secs:
+        log_progress(count, start)
+        last_log = time.time()
       image = np.asarray(image, np.float32)
       batch = image if image.ndim == 4 else image[np.newaxis]
       if batch.shape[1:] != shape:
@@ -230,6 +258,8 @@ def _representative(images, image_size, channels):
         yield [one[np.newaxis]]
     if not count:
       raise ValueError('No calibration image: the split is empty.')
+    logging.info('int8 calibration: %d images in %.1f s; quantizing.', count,
+                 time.time() - start)
   return generate
 
 
@@ -334,7 +364,8 @@ class ExportedModel:
 def export_tflite(net, output_file, *, image_size, channels=3,
                   quantize='none', calibration_images=None, io_type='float32',
                   num_classes=None, labels_to_names=None, model_name=None,
-                  preprocessing_name=None, global_step=None):
+                  preprocessing_name=None, global_step=None,
+                  calibration_count=None):
   """Converts `net` and writes the `.tflite` file with its metadata.
 
   Args:
@@ -351,6 +382,7 @@ def export_tflite(net, output_file, *, image_size, channels=3,
     preprocessing_name: The eval preprocessing the input went through
       (a style or model name); defaults to `model_name`.
     global_step: The checkpoint's global step (evaluation summaries use it).
+    calibration_count: The number of calibration images, if known (progress).
 
   Returns:
     An `ExportedModel`.
@@ -365,7 +397,7 @@ def export_tflite(net, output_file, *, image_size, channels=3,
         'export needs a classifier, e.g. --num_classes=1001.')
   model = convert(net, image_size=image_size, channels=channels,
                   quantize=quantize, calibration_images=calibration_images,
-                  io_type=io_type)
+                  io_type=io_type, calibration_count=calibration_count)
   metadata = {
       'format': METADATA_FORMAT,
       'model_name': model_name,

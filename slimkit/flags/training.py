@@ -285,7 +285,8 @@ def _check_schedule_length(values):
 
 
 # The flags of compare_methods.py beside the training flags it passes on.
-STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only')
+STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only',
+               'extend_study')
 
 
 def define_study_flags():
@@ -308,6 +309,10 @@ def define_study_flags():
   core.DEFINE_bool('report_only', False,
                    'Rebuild results.csv, report.md and the plots from the '
                    'run folders in --study_dir without training.')
+  core.DEFINE_bool('extend_study', False,
+                   'Add seeds or values of an existing --vary axis to the '
+                   'study in --study_dir (its runs stay valid). Without it '
+                   'a --study_dir that holds a different study is refused.')
   flags.mark_flag_as_required('study_dir')
 
 

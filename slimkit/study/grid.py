@@ -17,6 +17,7 @@ Values are separated by commas, or by semicolons when one holds a comma
 (`--vary=randaugment=0,0;2,9`). Values are checked before anything runs.
 """
 
+import collections
 import dataclasses
 import difflib
 import itertools
@@ -113,6 +114,47 @@ def parse_vary(text):
   return Axis(name, values)
 
 
+def command_line_overrides(vary_values, command_line):
+  """Lets a command-line `--vary` replace a flagfile's axis of the same name.
+
+  absl expands `--flagfile=F` in place, so `vary_values` holds the flagfile's
+  `--vary` values and the command line's together. A name given both in a
+  flagfile and on the command line keeps only the command line's values
+  (the way any other flag given after `--flagfile` wins); a name given twice
+  in the same place stays an error for `check_axes` to report.
+
+  Args:
+    vary_values: Every `--vary` value, as absl parsed them.
+    command_line: The arguments typed on the command line (`sys.argv[1:]`,
+      not expanded), where the command line's own `--vary` values are read.
+
+  Returns:
+    `(values, replaced)`: the `--vary` values to use, in their order, and the
+    sorted names whose flagfile axis the command line replaced.
+  """
+  typed = [arg.split('=', 1)[1] for arg in command_line
+           if arg.startswith(('--vary=', '-vary='))]
+  typed_names = {_axis_name(v) for v in typed}
+  from_files = list(vary_values)
+  for value in typed:  # what is left came from flagfiles
+    if value in from_files:
+      from_files.remove(value)
+  replaced = sorted({_axis_name(v) for v in from_files} & typed_names)
+  keep = collections.Counter(typed)  # a typed value may equal the file's
+  values = []
+  for value in vary_values:
+    if _axis_name(value) not in replaced:
+      values.append(value)
+    elif keep[value]:
+      keep[value] -= 1
+      values.append(value)
+  return values, replaced
+
+
+def _axis_name(text):
+  return text.partition('=')[0].strip().lstrip('-')
+
+
 def parse_seeds(text):
   """Parses `--seeds=0,1,2` into a tuple of ints.
 
@@ -147,7 +189,8 @@ def check_axes(axes, *, flag_values, model_name):
   repeated = {n for n in names if names.count(n) > 1}
   if repeated:
     raise GridError(f'--vary names {", ".join(sorted(repeated))} twice; give '
-                    'all values in one --vary.')
+                    'all values in one --vary (a command-line --vary replaces '
+                    'a flagfile\'s axis of the same name).')
   models = [model_name]
   for axis in axes:
     if axis.name == 'model_name':
