@@ -308,7 +308,8 @@ def define_moving_average_flag():
   """Defines `--moving_average_decay` alone (evaluation)."""
   flags.DEFINE_float('moving_average_decay', None,
                      'Evaluate the moving averages of the weights saved with '
-                     'this decay; None: the weights themselves.')
+                     'this decay; 0: the weights themselves. Default: the '
+                     'run\'s (its flags.txt), else the weights.')
 
 
 def _valid_decay(value):
@@ -518,8 +519,10 @@ def define_eval_flags():
   define_dataset_flags(split_name='test')
   define_model_flags('eval_image_size')
   define_moving_average_flag()
-  _register_validator('moving_average_decay', _valid_decay,
-                      'must be in (0, 1)')
+  # 0 declines the averages a run was trained with (see runs.py).
+  _register_validator('moving_average_decay',
+                      lambda v: v is None or 0.0 <= v < 1.0,
+                      'must be in [0, 1) (0: the weights themselves)')
   flags.DEFINE_bool('quantize', False,
                     'Evaluate a checkpoint trained with --quantize_delay as '
                     'it runs quantized: weights and activations fake-'
@@ -571,6 +574,16 @@ def define_tflite_flags():
           v['quantize'] == 'none' and v['tflite_io'] == 'float32'),
       message='--quantize and --tflite_io apply to --output_format=tflite; a '
       'SavedModel stays float32.')
+
+
+def define_classify_checkpoint_flag():
+  """Defines `--checkpoint_path` of `classify_image.py` (a run's checkpoint)."""
+  flags.DEFINE_string('checkpoint_path', None,
+                      'A checkpoint of a train_image_classifier.py run, or '
+                      'its train dir (newest checkpoint), to classify with '
+                      'directly: the net, class count, image size and '
+                      'preprocessing come from the run\'s flags.txt, the '
+                      'class names from its dataset\'s labels.txt.')
 
 
 def define_tflite_model_flag(purpose):
