@@ -30,6 +30,7 @@ and to classify:
 
 import dataclasses
 import os
+import re
 from typing import Optional
 
 import tensorflow as tf
@@ -185,6 +186,7 @@ def _reason(error):
   # TF's first line, without its '[Op:DecodeImage]' suffix.
   message = (getattr(error, 'message', None) or str(error)).strip()
   first = message.splitlines()[0] if message else type(error).__name__
+  first = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '', first)
   return first.split(' [Op:')[0].rstrip(' .')
 
 
@@ -192,7 +194,8 @@ def read_image(path):
   """The bytes of an image file TensorFlow can decode.
 
   Args:
-    path: A JPEG, PNG, GIF or BMP file.
+    path: An image file (JPEG, PNG, GIF, BMP, and what else TensorFlow's
+      `decode_image` reads).
 
   Returns:
     The file's bytes.
@@ -214,7 +217,7 @@ def read_image(path):
     tf.io.decode_image(content, expand_animations=False)
   except tf.errors.OpError as e:
     raise ImageFileError(
-        f'{path}: not a JPEG, PNG, GIF or BMP image ({_reason(e)})') from None
+        f'{path}: not an image file ({_reason(e)})') from None
   return content
 
 
