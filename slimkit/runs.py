@@ -305,16 +305,22 @@ def _run_value(run, setting, step):
   return getattr(run, setting)
 
 
-def _same(setting, given, run_value, model_name):
-  """Whether a typed value means what the run's means."""
+def _same(setting, given, run_value, model_name, run_model_name):
+  """Whether a typed value means what the run's means.
+
+  An image size or preprocessing left to the net's default means the
+  default of the run's net for the run, of the tool's net for the tool.
+  """
   if given == run_value:
     return True
   try:
     if setting == 'image_size':
-      default = nets_factory.get_entry(model_name).default_image_size
-      return (given or default) == (run_value or default)
+      return ((given or nets_factory.get_entry(model_name).default_image_size)
+              == (run_value or
+                  nets_factory.get_entry(run_model_name).default_image_size))
     if setting == 'preprocessing_name':
-      return _style(given or model_name) == _style(run_value or model_name)
+      return (_style(given or model_name) ==
+              _style(run_value or run_model_name))
     if setting == 'model_options':
       return (nets_factory.parse_model_options(model_name, given) ==
               nets_factory.parse_model_options(model_name, run_value))
@@ -360,7 +366,8 @@ def resolve(checkpoint_path, values, given, flag_names, *, step=None):
     run_value = _run_value(run, setting, step)
     if setting in given:
       if (setting not in _NOT_CONFLICTS and
-          not _same(setting, values[setting], run_value, model_name)):
+          not _same(setting, values[setting], run_value, model_name,
+                    run.model_name)):
         conflicts.append((flag, values[setting], run_value))
     else:
       merged[setting] = run_value
