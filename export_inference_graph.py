@@ -136,8 +136,7 @@ def main(argv):
     resolved = runs.resolve(
         FLAGS.checkpoint_path,
         {s: FLAGS[f].value if s != 'num_classes' or s in given else None
-         for s, f in runs.EXPORT_FLAGS.items()}, given, runs.EXPORT_FLAGS,
-        step=0)
+         for s, f in runs.EXPORT_FLAGS.items()}, given, runs.EXPORT_FLAGS)
     run = resolved.values
     model_name = run['model_name']
     entry = nets_factory.get_entry(model_name)
