@@ -295,8 +295,17 @@ def classify_files(saved_model_dir, paths):
     ImageFileError: naming the first file that is missing or not an image
       (`classify_each` goes on past bad files).
   """
+  return classify_all(saved_model_classifier(saved_model_dir), paths)
+
+
+def classify_all(classify_encoded, paths):
+  """`classify_each`'s top classes as lists; the first bad file raises.
+
+  Raises:
+    ImageFileError: naming the first file that is missing or not an image.
+  """
   results = []
-  for item in classify_each(saved_model_classifier(saved_model_dir), paths):
+  for item in classify_each(classify_encoded, paths):
     if item.error:
       raise ImageFileError(item.error)
     results.append(list(item.top))

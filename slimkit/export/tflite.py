@@ -591,16 +591,10 @@ def classify_files(model, paths, *, runtime='auto'):
     A list, per path, of `[(name, id, probability)]` for the top 5 classes.
 
   Raises:
-    saved_model.ImageFileError: naming the first file that is missing or not
-      an image (`saved_model.classify_each` goes on past bad files).
+    saved_model.ImageFileError: naming the first bad image file.
   """
-  results = []
-  for item in saved_model.classify_each(
-      file_classifier(model, runtime=runtime), paths):
-    if item.error:
-      raise saved_model.ImageFileError(item.error)
-    results.append(list(item.top))
-  return results
+  return saved_model.classify_all(file_classifier(model, runtime=runtime),
+                                  paths)
 
 
 def tensor_types(model):
