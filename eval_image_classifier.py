@@ -71,14 +71,6 @@ def main(argv):
                            FLAGS.dataset_dir, FLAGS.labels_offset)
     _evaluate_tflite(split)
     return
-  if watching and not os.path.isdir(FLAGS.checkpoint_path):
-    slim_flags.fail('--eval_interval_secs watches a directory: '
-                    f'--checkpoint_path={FLAGS.checkpoint_path} is not one.')
-  if not watching:
-    try:
-      checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
-    except FileNotFoundError as e:
-      slim_flags.fail(f'--checkpoint_path: {e}')
   # What is not typed comes from the run's flags.txt (the net must be built
   # as it was trained); typed flags win, and differences are reported.
   try:
@@ -99,6 +91,14 @@ def main(argv):
                     '--dataset_dir.')
   split = _split_or_fail(run['dataset_name'], FLAGS.dataset_split_name,
                          run['dataset_dir'], run['labels_offset'])
+  if watching and not os.path.isdir(FLAGS.checkpoint_path):
+    slim_flags.fail('--eval_interval_secs watches a directory: '
+                    f'--checkpoint_path={FLAGS.checkpoint_path} is not one.')
+  if not watching:
+    try:
+      checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+    except FileNotFoundError as e:
+      slim_flags.fail(f'--checkpoint_path: {e}')
 
   model_name = run['model_name']
   model_options = slim_flags.model_options(types.SimpleNamespace(

@@ -242,7 +242,7 @@ class Resolved:
     run: The run's `RunSettings`, or None (no `flags.txt`).
     conflicts: `((flag, given value, run's value), ...)` of the typed flags
       that differ from the run.
-    taken: The flags whose value came from the run.
+    taken: `((flag, value), ...)` of the untyped flags the run changed.
   """
   values: dict
   run: Optional[RunSettings]
