@@ -1,4 +1,4 @@
-r"""Evaluates a trained image classifier: Accuracy and Recall_5, with TF-Slim's flags.
+r"""Evaluates a trained classifier: Accuracy and Recall_5, with TF-Slim's flags.
 
 Usage:
 
@@ -7,8 +7,19 @@ Usage:
       --dataset_split_name=validation --dataset_dir=/data/imagenet \
       --model_name=inception_v3
 
-`--checkpoint_path` is a checkpoint or a directory (its newest checkpoint);
-`--model_name` and `--model_options` must be those of training.
+`--checkpoint_path` is a checkpoint or a directory (its newest checkpoint).
+A checkpoint of a run of train_image_classifier.py brings its settings
+(`<train_dir>/flags.txt`): the net, its options, the dataset, labels offset,
+image size, preprocessing, grayscale, moving-average decay and quantization
+are the run's unless typed, so
+
+  python3 eval_image_classifier.py --checkpoint_path=/tmp/train \
+      --dataset_dir=/data/digits
+
+evaluates a lenet/digits run. A typed flag wins; one that differs from the
+run is reported in one warning line. `--moving_average_decay=0` evaluates
+the weights of a run trained with averages. A checkpoint without flags.txt
+(a published TF-Slim one) is evaluated as the flags say.
 Metrics are printed and written as TensorBoard summaries to `--eval_dir`.
 `--quantize` evaluates a checkpoint trained with `--quantize_delay` with its
 weights and activations fake-quantized to 8 bits (its learned ranges), as
@@ -26,6 +37,7 @@ the one stored in the file, or that of `--model_name`.
 """
 
 import os
+import types
 
 from absl import app
 from absl import flags
@@ -46,6 +58,7 @@ def main(argv):
 
   from slimkit import checkpoints
   from slimkit import evaluator
+  from slimkit import runs
   from slimkit.datasets import input_pipeline
   from slimkit.nets import layers
   from slimkit.nets import nets_factory
@@ -56,14 +69,6 @@ def main(argv):
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   for warning in slim_flags.obsolete_flag_warnings(FLAGS):
     logging.warning(warning)
-  if not FLAGS.dataset_dir:
-    slim_flags.fail('You must supply the dataset directory with '
-                    '--dataset_dir.')
-  split = slim_flags.split_or_fail(
-      FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir)
-  if FLAGS.labels_offset >= split.num_classes:
-    slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
-                    f'of the {split.num_classes} of {split.dataset_name}.')
   watching = FLAGS.eval_interval_secs is not None
   input_options = dict(
       batch_size=FLAGS.batch_size,
@@ -71,6 +76,11 @@ def main(argv):
       labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale,
       skip_corrupt_records=FLAGS.skip_corrupt_records)
   if FLAGS.tflite_model:
+    if not FLAGS.dataset_dir:
+      slim_flags.fail('You must supply the dataset directory with '
+                      '--dataset_dir.')
+    split = _split_or_fail(FLAGS.dataset_name, FLAGS.dataset_split_name,
+                           FLAGS.dataset_dir, FLAGS.labels_offset)
     _evaluate_tflite(
         split, FLAGS.tflite_model, input_options=input_options,
         eval_image_size=FLAGS.eval_image_size,
@@ -78,6 +88,28 @@ def main(argv):
         model_name=FLAGS.model_name, eval_dir=FLAGS.eval_dir,
         max_num_batches=FLAGS.max_num_batches)
     return
+  # What is not typed comes from the run's flags.txt (the net must be built
+  # as it was trained); typed flags win, and differences are reported.
+  try:
+    resolved = runs.resolve(
+        FLAGS.checkpoint_path,
+        {s: FLAGS[f].value for s, f in runs.EVAL_FLAGS.items()},
+        {s for s, f in runs.EVAL_FLAGS.items() if FLAGS[f].present},
+        runs.EVAL_FLAGS)
+  except ValueError as e:
+    slim_flags.fail(f'--checkpoint_path={FLAGS.checkpoint_path}: {e}')
+  if resolved.taken_line():
+    logging.info(resolved.taken_line())
+  if resolved.conflict_line():
+    logging.warning(resolved.conflict_line())
+  run = resolved.values
+  if not run['dataset_dir']:
+    slim_flags.fail('You must supply the dataset directory with '
+                    '--dataset_dir.')
+  split = _split_or_fail(run['dataset_name'], FLAGS.dataset_split_name,
+                         run['dataset_dir'], run['labels_offset'])
+  input_options.update(labels_offset=run['labels_offset'],
+                       use_grayscale=run['use_grayscale'])
   if watching and not os.path.isdir(FLAGS.checkpoint_path):
     slim_flags.fail('--eval_interval_secs watches a directory: '
                     f'--checkpoint_path={FLAGS.checkpoint_path} is not one.')
@@ -87,20 +119,21 @@ def main(argv):
     except FileNotFoundError as e:
       slim_flags.fail(f'--checkpoint_path: {e}')
 
-  # The net must be built as it was trained.
-  model_options = slim_flags.model_options(FLAGS)
-  entry = nets_factory.get_entry(FLAGS.model_name)
-  image_size = FLAGS.eval_image_size or entry.default_image_size
-  num_classes = split.num_classes - FLAGS.labels_offset
+  model_name = run['model_name']
+  model_options = slim_flags.model_options(types.SimpleNamespace(
+      model_name=model_name, model_options=run['model_options']))
+  entry = nets_factory.get_entry(model_name)
+  image_size = run['image_size'] or entry.default_image_size
+  num_classes = split.num_classes - run['labels_offset']
   preprocess = preprocessing_factory.get_preprocessing(
-      FLAGS.preprocessing_name or FLAGS.model_name, is_training=False,
-      use_grayscale=FLAGS.use_grayscale)
+      run['preprocessing_name'] or model_name, is_training=False,
+      use_grayscale=run['use_grayscale'])
 
-  channels = input_pipeline.output_channels(split, FLAGS.use_grayscale)
-  quantize = FLAGS.quantize
+  channels = input_pipeline.output_channels(split, run['use_grayscale'])
+  quantize = run['quantize']
 
   def network_fn():
-    net = nets_factory.get_network_fn(FLAGS.model_name,
+    net = nets_factory.get_network_fn(model_name,
                                       num_classes=num_classes,
                                       is_training=False,
                                       **model_options)
@@ -116,7 +149,8 @@ def main(argv):
 
   options = evaluator.EvalOptions(
       eval_dir=FLAGS.eval_dir, max_num_batches=FLAGS.max_num_batches,
-      moving_average_decay=FLAGS.moving_average_decay,
+      # 0 declines the averages of a run trained with them.
+      moving_average_decay=run['moving_average_decay'] or None,
       skipped_records=skipped)
   try:
     if watching:
@@ -138,6 +172,14 @@ def main(argv):
     _print_metrics(f'global step {metrics["global_step"]}', metrics)
   print(f'Summaries in {FLAGS.eval_dir}: tensorboard --logdir {FLAGS.eval_dir}',
         flush=True)
+
+
+def _split_or_fail(dataset_name, split_name, dataset_dir, labels_offset):
+  split = slim_flags.split_or_fail(dataset_name, split_name, dataset_dir)
+  if labels_offset >= split.num_classes:
+    slim_flags.fail(f'--labels_offset={labels_offset} leaves no class '
+                    f'of the {split.num_classes} of {split.dataset_name}.')
+  return split
 
 
 def _evaluate_tflite(split, tflite_model, *, input_options, eval_image_size,

@@ -13,13 +13,19 @@ Usage, with a published TF-Slim checkpoint:
       --labels_file=/tmp/imagenet/labels.txt \
       --output_dir=/tmp/inception_v3_export
 
-or with a fine-tuned run (a directory means its newest checkpoint; a net
-trained with `--model_options` is exported with the same):
+or with a run of train_image_classifier.py (a directory means its newest
+checkpoint), whose `flags.txt` gives what is not typed: the net and its
+`--model_options`, the dataset (so the class count, the class names from
+its labels.txt, `--labels_offset`), image size, preprocessing and
+moving-average decay (`--moving_average_decay=0` declines the averages).
+A typed flag wins; one that differs from the run is reported in one line:
 
-  python export_inference_graph.py --model_name=inception_v3 \
-      --num_classes=5 --checkpoint_path=/tmp/flowers-models/inception_v3 \
-      --labels_file=/tmp/flowers/labels.txt --moving_average_decay=0.9999 \
+  python export_inference_graph.py \
+      --checkpoint_path=/tmp/flowers-models/inception_v3 \
       --output_dir=/tmp/flowers_export
+
+Without `--num_classes` the class count is `--dataset_name`'s (default
+imagenet, 1001) minus `--labels_offset`, as in TF-Slim's export.
 
 then `python classify_image.py --saved_model_dir=/tmp/flowers_export x.jpg`.
 
@@ -28,10 +34,10 @@ with `--quantize=none|float16|dynamic|int8`. int8 calibrates the activation
 ranges on `--num_calibration_images` images of `--dataset_name/--dataset_dir/
 --dataset_split_name` (default train) after the net's eval preprocessing:
 
-  python export_inference_graph.py --model_name=lenet --num_classes=10 \
-      --checkpoint_path=/tmp/train --labels_file=/tmp/digits/labels.txt \
-      --output_format=tflite --output_file=/tmp/lenet_int8.tflite \
-      --quantize=int8 --dataset_name=digits --dataset_dir=/tmp/digits
+  python export_inference_graph.py --model_name=lenet \
+      --checkpoint_path=/tmp/train --dataset_name=digits \
+      --dataset_dir=/tmp/digits --output_format=tflite \
+      --output_file=/tmp/lenet_int8.tflite --quantize=int8
 
 A checkpoint trained with `--quantize_delay` exports int8 with the ranges it
 learned (no calibration data needed). The file takes the preprocessed
@@ -42,6 +48,7 @@ returns the probabilities; the labels are stored in it. Then
 """
 
 import os
+import types
 
 from absl import app
 from absl import flags
@@ -52,16 +59,6 @@ from slimkit import flags as slim_flags
 FLAGS = slim_flags.FLAGS
 slim_flags.define_export_flags()
 flags.adopt_module_key_flags(slim_flags)
-
-
-def _build(model_name, num_classes, image_size, channels, options):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
-  net = nets_factory.get_network_fn(model_name, num_classes=num_classes,
-                                    is_training=False, **options)
-  net(tf.zeros([1, image_size, image_size, channels]))
-  return net
 
 
 def _calibration_split(quantization_aware, *, output_format, quantize,
@@ -98,7 +95,7 @@ def main(argv):
   # are answered before TensorFlow loads.
   # pylint: disable=g-import-not-at-top
   from slimkit import checkpoints
-  from slimkit import evaluator
+  from slimkit import runs
   from slimkit.datasets import dataset_utils
   from slimkit.export import saved_model
   from slimkit.export import tflite
@@ -112,39 +109,51 @@ def main(argv):
                            'with --output_format=tflite.')
   elif not FLAGS.checkpoint_path or not FLAGS.output_dir:
     raise app.UsageError('--checkpoint_path and --output_dir are required.')
+  # What is not typed comes from the run's flags.txt (the net must be built
+  # as it was trained); typed flags win, and differences are reported.
+  # Without --num_classes the class count is the dataset's minus
+  # --labels_offset, as TF-Slim's export counted it.
   try:
-    entry = nets_factory.get_entry(FLAGS.model_name)
     checkpoint = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+    given = {s for s, f in runs.EXPORT_FLAGS.items() if FLAGS[f].present}
+    resolved = runs.resolve(
+        FLAGS.checkpoint_path,
+        {s: FLAGS[f].value if s != 'num_classes' or s in given else None
+         for s, f in runs.EXPORT_FLAGS.items()}, given, runs.EXPORT_FLAGS)
+    run = resolved.values
+    model_name = run['model_name']
+    entry = nets_factory.get_entry(model_name)
+    num_classes = resolved.num_classes()
   except (ValueError, FileNotFoundError) as e:
     slim_flags.fail(str(e))
-  # The net must be built as it was trained.
-  options = slim_flags.model_options(FLAGS)
+  if resolved.taken_line():
+    logging.info(resolved.taken_line())
+  if resolved.conflict_line():
+    logging.warning(resolved.conflict_line())
+  if num_classes < 1:
+    slim_flags.fail(f'--labels_offset={run["labels_offset"]} leaves no class '
+                    f'of --dataset_name={run["dataset_name"]}.')
+  options = slim_flags.model_options(types.SimpleNamespace(
+      model_name=model_name, model_options=run['model_options']))
   # A checkpoint trained with --quantize_delay brings its own ranges.
   quantization_aware = (FLAGS.output_format == 'tflite' and
                         FLAGS.quantize == 'int8' and
                         checkpoints.has_quant_ranges(checkpoint))
   split = _calibration_split(
       quantization_aware, output_format=FLAGS.output_format,
-      quantize=FLAGS.quantize, dataset_name=FLAGS.dataset_name,
+      quantize=FLAGS.quantize, dataset_name=run['dataset_name'],
       dataset_split_name=FLAGS.dataset_split_name,
-      dataset_dir=FLAGS.dataset_dir)
-  image_size = FLAGS.image_size or entry.default_image_size
-  channels = FLAGS.channels or 3
-  net = _build(FLAGS.model_name, FLAGS.num_classes, image_size, channels,
-               options)
+      dataset_dir=run['dataset_dir'])
+  image_size = run['image_size'] or entry.default_image_size
   try:
-    if FLAGS.channels is None:
-      stored = checkpoints.input_channels(net, FLAGS.checkpoint_path)
-      if stored is not None and stored != channels:
-        # LeNet on MNIST takes grayscale images: follow the checkpoint.
-        channels = stored
-        net = _build(FLAGS.model_name, FLAGS.num_classes, image_size,
-                     channels, options)
-    if quantization_aware:
-      net.enable_fake_quant(layers.FakeQuantization(always=True))
-    report = checkpoints.restore(
-        net, FLAGS.checkpoint_path,
-        use_moving_average=FLAGS.moving_average_decay is not None)
+    net, channels, report = saved_model.restored_net(
+        model_name, FLAGS.checkpoint_path, num_classes=num_classes,
+        image_size=image_size, model_options=options,
+        channels=FLAGS.channels,
+        # 0 declines the averages of a run trained with them.
+        use_moving_average=bool(run['moving_average_decay']),
+        fake_quant=(layers.FakeQuantization(always=True)
+                    if quantization_aware else None))
   except checkpoints.CheckpointError as e:
     slim_flags.fail(f'{e}\nExport restores every variable: pass the '
                     'checkpoint\'s --model_name, --num_classes and '
@@ -156,15 +165,19 @@ def main(argv):
     labels = dataset_utils.read_label_file(
         os.path.dirname(FLAGS.labels_file) or '.',
         os.path.basename(FLAGS.labels_file))
-  preprocessing_name = FLAGS.preprocessing_name or FLAGS.model_name
+  else:
+    labels = saved_model.run_labels(run['dataset_dir'], run['labels_offset'])
+    if labels:
+      logging.info('Class names from %s/labels.txt', run['dataset_dir'])
+  preprocessing_name = run['preprocessing_name'] or model_name
   preprocess = preprocessing_factory.get_preprocessing(preprocessing_name,
                                                        is_training=False)
-  described = (f'{FLAGS.model_name} ({image_size}x{image_size}x{channels}, '
-               f'{FLAGS.num_classes} classes)')
+  described = (f'{model_name} ({image_size}x{image_size}x{channels}, '
+               f'{num_classes} classes)')
   if FLAGS.output_format == 'saved_model':
     saved_model.export_saved_model(net, preprocess, FLAGS.output_dir,
                               image_size=image_size, channels=channels,
-                              num_classes=FLAGS.num_classes,
+                              num_classes=num_classes,
                               labels_to_names=labels)
     logging.info('Wrote the SavedModel to %s', FLAGS.output_dir)
     print(f'Exported {described} to {FLAGS.output_dir}')
@@ -179,10 +192,10 @@ def main(argv):
     exported = tflite.export_tflite(
         net, FLAGS.output_file, image_size=image_size, channels=channels,
         quantize=FLAGS.quantize, calibration_images=calibration,
-        io_type=FLAGS.tflite_io, num_classes=FLAGS.num_classes,
-        labels_to_names=labels, model_name=FLAGS.model_name,
+        io_type=FLAGS.tflite_io, num_classes=num_classes,
+        labels_to_names=labels, model_name=model_name,
         preprocessing_name=preprocessing_name,
-        global_step=evaluator.checkpoint_step(checkpoint),
+        global_step=runs.checkpoint_step(checkpoint),
         calibration_count=split and min(FLAGS.num_calibration_images,
                                         split.num_samples))
   except (ValueError, OSError) as e:

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from slimkit import checkpoints
+from slimkit import runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +49,6 @@ class EvalOptions:
 
 class UnreadableCheckpointError(OSError):
   """A checkpoint that vanished or is cut short while being read."""
-
-
-def checkpoint_step(checkpoint):
-  """Returns the global step of our checkpoint or a TF-Slim one (or 0)."""
-  reader = tf.train.load_checkpoint(checkpoint)
-  for key in ('global_step/.ATTRIBUTES/VARIABLE_VALUE', 'global_step'):
-    if reader.has_tensor(key):
-      return int(reader.get_tensor(key))
-  return 0
 
 
 def _build(network_fn, dataset):
@@ -119,7 +111,7 @@ def evaluate_checkpoint(*, network_fn, dataset_fn, checkpoint_path,
     net = _build(network_fn, dataset)
   try:
     restore_for_eval(net, checkpoint, options.moving_average_decay)
-    step = checkpoint_step(checkpoint)
+    step = runs.checkpoint_step(checkpoint)
   except (tf.errors.OpError, IndexError) as e:
     # Pruned by training, or cut short (killed or disk full while writing):
     # the reader raises IndexError for a data file shorter than its index.

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from slimkit import runs
 from slimkit.datasets import digits as digits_lib
 from slimkit.study import grid
 from slimkit.study import runner
@@ -144,7 +145,7 @@ def test_a_killed_study_resumes_to_the_uninterrupted_result(digits, tmp_path):
                              stderr=subprocess.DEVNULL)
   run_dir = tmp_path / 'killed' / 'runs' / 'seed=3'
   deadline = time.time() + 300
-  while runner.checkpoint_step(str(run_dir)) < 6:
+  while runs.checkpoint_step(str(run_dir)) < 6:
     assert process.poll() is None and time.time() < deadline
     time.sleep(0.2)
   process.send_signal(signal.SIGKILL)
@@ -154,7 +155,7 @@ def test_a_killed_study_resumes_to_the_uninterrupted_result(digits, tmp_path):
   while 'Stopped by SIGTERM' not in (run_dir / 'train.log').read_text():
     assert time.time() < deadline, (run_dir / 'train.log').read_text()[-3000:]
     time.sleep(0.2)
-  stopped = runner.checkpoint_step(str(run_dir))
+  stopped = runs.checkpoint_step(str(run_dir))
   assert 6 <= stopped < 16
   resumed = _run(argv(tmp_path / 'killed'))
   assert 'Resuming from' in (run_dir / 'train.log').read_text()

@@ -28,6 +28,11 @@ and to classify:
   out = classifier.signatures['serving_default'](images=tf.constant([jpeg]))
 """
 
+import dataclasses
+import os
+import re
+from typing import Optional
+
 import tensorflow as tf
 
 SERVING_SIGNATURE = 'serving_default'
@@ -173,6 +178,109 @@ def export_saved_model(net, preprocess_fn, output_dir, *, image_size,
   return module
 
 
+class ImageFileError(ValueError):
+  """An image file that cannot be read or decoded; the message names it."""
+
+
+def _reason(error):
+  # TF's first line, without its '[Op:DecodeImage]' suffix.
+  message = (getattr(error, 'message', None) or str(error)).strip()
+  first = message.splitlines()[0] if message else type(error).__name__
+  first = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '', first)
+  return first.split(' [Op:')[0].rstrip(' .')
+
+
+def read_image(path):
+  """The bytes of an image file TensorFlow can decode.
+
+  Args:
+    path: An image file (JPEG, PNG, GIF, BMP, and what else TensorFlow's
+      `decode_image` reads).
+
+  Returns:
+    The file's bytes.
+
+  Raises:
+    ImageFileError: naming the file and why, when it is missing, a folder,
+      unreadable, or not a decodable image.
+  """
+  if not tf.io.gfile.exists(path):
+    raise ImageFileError(f'{path}: no such file')
+  if tf.io.gfile.isdir(path):
+    raise ImageFileError(f'{path}: a directory, not an image file')
+  try:
+    with tf.io.gfile.GFile(path, 'rb') as f:
+      content = f.read()
+  except (OSError, tf.errors.OpError) as e:
+    raise ImageFileError(f'{path}: cannot be read ({_reason(e)})') from None
+  try:
+    tf.io.decode_image(content, expand_animations=False)
+  except tf.errors.OpError as e:
+    raise ImageFileError(
+        f'{path}: not an image file ({_reason(e)})') from None
+  return content
+
+
+@dataclasses.dataclass(frozen=True)
+class Classified:
+  """The outcome for one image file.
+
+  Attributes:
+    path: The file.
+    top: `((name, id, probability), ...)` of the top classes (empty when it
+      failed).
+    error: Why it failed (the `ImageFileError` message), or None.
+  """
+  path: str
+  top: tuple = ()
+  error: Optional[str] = None
+
+
+def classify_each(classify_encoded, paths):
+  """Classifies image files one by one; a bad file does not stop the rest.
+
+  Args:
+    classify_encoded: `fn(bytes) -> [(name, id, probability)]` of one
+      encoded image (`saved_model_classifier`, `tflite.file_classifier`,
+      `module_classifier`).
+    paths: The image files.
+
+  Yields:
+    A `Classified` per path, in order.
+  """
+  for path in paths:
+    try:
+      content = read_image(path)
+      try:
+        top = classify_encoded(content)
+      except tf.errors.InvalidArgumentError as e:
+        raise ImageFileError(f'{path}: {_reason(e)}') from None
+      yield Classified(path=path, top=tuple(top))
+    except ImageFileError as e:
+      yield Classified(path=path, error=str(e))
+
+
+def _top(out):
+  ids = out['top_5_ids'].numpy()[0]
+  names = out['top_5_names'].numpy()[0]
+  probabilities = out['probabilities'].numpy()[0]
+  return [(names[k].decode('utf-8'), int(ids[k]), float(probabilities[ids[k]]))
+          for k in range(len(ids))]
+
+
+def saved_model_classifier(saved_model_dir):
+  """`fn(bytes) -> top 5` of an exported SavedModel's `serving_default`."""
+  # The closure keeps the loaded object, which owns the variables, alive.
+  loaded = tf.saved_model.load(saved_model_dir)
+  serve = loaded.signatures[SERVING_SIGNATURE]
+  return lambda content: _top(serve(images=tf.constant([content])))
+
+
+def module_classifier(module):
+  """`fn(bytes) -> top 5` of a `ClassifierModule` in memory (no export)."""
+  return lambda content: _top(module.serve_encoded(tf.constant([content])))
+
+
 def classify_files(saved_model_dir, paths):
   """Classifies image files with an exported SavedModel.
 
@@ -182,15 +290,84 @@ def classify_files(saved_model_dir, paths):
 
   Returns:
     A list, per path, of `[(name, id, probability)]` for the top 5 classes.
+
+  Raises:
+    ImageFileError: naming the first file that is missing or not an image
+      (`classify_each` goes on past bad files).
   """
-  # The loaded object owns the variables: keep it alive while serving.
-  loaded = tf.saved_model.load(saved_model_dir)
-  serve = loaded.signatures[SERVING_SIGNATURE]
-  encoded = [tf.io.read_file(path) for path in paths]
-  out = serve(images=tf.stack(encoded))
-  ids = out['top_5_ids'].numpy()
-  names = out['top_5_names'].numpy()
-  probabilities = out['probabilities'].numpy()
-  return [[(names[i][k].decode('utf-8'), int(ids[i][k]),
-            float(probabilities[i][ids[i][k]])) for k in range(ids.shape[1])]
-          for i in range(len(paths))]
+  return classify_all(saved_model_classifier(saved_model_dir), paths)
+
+
+def classify_all(classify_encoded, paths):
+  """`classify_each`'s top classes as lists; the first bad file raises.
+
+  Raises:
+    ImageFileError: naming the first file that is missing or not an image.
+  """
+  results = []
+  for item in classify_each(classify_encoded, paths):
+    if item.error:
+      raise ImageFileError(item.error)
+    results.append(list(item.top))
+  return results
+
+
+def restored_net(model_name, checkpoint_path, *, num_classes, image_size,
+                 model_options=None, channels=None, use_moving_average=False,
+                 fake_quant=None):
+  """A net for inference with a checkpoint's weights, as export builds it.
+
+  Args:
+    model_name: The registered net.
+    checkpoint_path: A checkpoint prefix or a directory (its newest).
+    num_classes: Logits of the net.
+    image_size: Height and width of its input.
+    model_options: `--model_options` of the net, parsed (a dict).
+    channels: Input channels; None follows the checkpoint's first layer
+      (LeNet on MNIST takes grayscale images), else 3.
+    use_moving_average: Restore the moving averages of the weights.
+    fake_quant: A `layers.FakeQuantization` to enable before restoring (a
+      net trained with --quantize_delay), or None.
+
+  Returns:
+    `(net, channels, report)`: the restored `Network`, its input channels
+    and the `checkpoints.RestoreReport`.
+
+  Raises:
+    checkpoints.CheckpointError: when the checkpoint does not fit the net.
+  """
+  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
+
+  def build(depth):
+    net = nets_factory.get_network_fn(model_name, num_classes=num_classes,
+                                      is_training=False,
+                                      **(model_options or {}))
+    net(tf.zeros([1, image_size, image_size, depth]))
+    return net
+
+  net = build(channels or 3)
+  if channels is None:
+    stored = checkpoints.input_channels(net, checkpoint_path)
+    channels = 3
+    if stored is not None and stored != 3:
+      channels = stored
+      net = build(channels)
+  if fake_quant is not None:
+    net.enable_fake_quant(fake_quant)
+  report = checkpoints.restore(net, checkpoint_path,
+                               use_moving_average=use_moving_average)
+  return net, channels, report
+
+
+def run_labels(dataset_dir, labels_offset=0):
+  """`{net class: name}` from a dataset's labels.txt, or None without one.
+
+  The dataset's label k is the net's class k - labels_offset.
+  """
+  from slimkit.datasets import dataset_utils  # pylint: disable=g-import-not-at-top
+  if not dataset_dir or not os.path.isfile(
+      os.path.join(dataset_dir, dataset_utils.LABELS_FILENAME)):
+    return None
+  return {k - labels_offset: name for k, name in
+          dataset_utils.read_label_file(dataset_dir).items()}

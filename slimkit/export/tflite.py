@@ -583,11 +583,36 @@ def loss_logits(probabilities):
   return np.log(np.clip(probabilities, LOSS_EPSILON, 1.0))
 
 
+def file_classifier(model, *, runtime='auto'):
+  """`fn(bytes) -> top 5` of an exported `.tflite` model, for `classify_each`.
+
+  Each image is decoded and run through the eval preprocessing named in the
+  model's metadata, as the SavedModel's `serving_default` does.
+
+  Args:
+    model: A `.tflite` path written by `export_tflite`.
+    runtime: See `interpreter_class`.
+
+  Raises:
+    As `TFLiteClassifier` and its `preprocess_fn`.
+  """
+  classifier = TFLiteClassifier(model, runtime=runtime)
+  preprocess = classifier.preprocess_fn()
+  height, width = classifier.image_size
+
+  def classify(content):
+    image = saved_model.decode_and_preprocess(
+        tf.constant(content), preprocess, height, width, classifier.channels)
+    probabilities = classifier.predict(image.numpy()[np.newaxis])[0]
+    top = np.argsort(-probabilities, kind='stable')[:saved_model.TOP_K]
+    return [(classifier.class_names[k], int(k), float(probabilities[k]))
+            for k in top]
+
+  return classify
+
+
 def classify_files(model, paths, *, runtime='auto'):
   """Classifies image files with an exported `.tflite` model.
-
-  Each file is decoded and run through the eval preprocessing named in the
-  model's metadata, as the SavedModel's `serving_default` does.
 
   Args:
     model: A `.tflite` path written by `export_tflite`.
@@ -596,19 +621,12 @@ def classify_files(model, paths, *, runtime='auto'):
 
   Returns:
     A list, per path, of `[(name, id, probability)]` for the top 5 classes.
+
+  Raises:
+    saved_model.ImageFileError: naming the first bad image file.
   """
-  classifier = TFLiteClassifier(model, runtime=runtime)
-  preprocess = classifier.preprocess_fn()
-  height, width = classifier.image_size
-  results = []
-  for path in paths:
-    image = saved_model.decode_and_preprocess(
-        tf.io.read_file(path), preprocess, height, width, classifier.channels)
-    probabilities = classifier.predict(image.numpy()[np.newaxis])[0]
-    top = np.argsort(-probabilities, kind='stable')[:saved_model.TOP_K]
-    results.append([(classifier.class_names[k], int(k),
-                     float(probabilities[k])) for k in top])
-  return results
+  return saved_model.classify_all(file_classifier(model, runtime=runtime),
+                                  paths)
 
 
 def tensor_types(model):

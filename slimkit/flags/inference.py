@@ -24,8 +24,9 @@ def define_eval_flags():
   data.define_dataset_flags(split_name='test')
   model.define_model_flags('eval_image_size')
   training.define_moving_average_flag()
-  core.register_validator('moving_average_decay', training.valid_decay,
-                          'must be in (0, 1)')
+  # 0 declines the averages a run was trained with (see slimkit/runs.py).
+  core.register_validator('moving_average_decay', _valid_tool_decay,
+                          'must be in [0, 1) (0: the weights themselves)')
   core.DEFINE_bool('quantize', False,
                    'Evaluate a checkpoint trained with --quantize_delay as '
                    'it runs quantized: weights and activations fake-'
@@ -45,6 +46,11 @@ def define_eval_flags():
   flags.register_multi_flags_validator(
       ['tflite_model', 'eval_interval_secs', 'moving_average_decay',
        'quantize', 'model_options'], _check_tflite_evaluation)
+
+
+def _valid_tool_decay(value):
+  """A decay for the tools that read a run: None, 0 (declined) or in (0, 1)."""
+  return value is None or 0.0 <= value < 1.0
 
 
 def _check_tflite_evaluation(values):
@@ -119,15 +125,18 @@ def define_export_flags():
                       'input; defaults to the net\'s default size.',
                       lower_bound=1)
   core.DEFINE_integer('num_classes', 1001, 'Number of classes of the '
-                      'checkpoint\'s logits (1001 for TF-Slim\'s ImageNet '
-                      'checkpoints with a background class).', lower_bound=1)
+                      'checkpoint\'s logits. Default: the run\'s (its '
+                      'flags.txt), else --dataset_name\'s class count minus '
+                      '--labels_offset, as TF-Slim\'s export (imagenet: '
+                      '1001, with a background class).', lower_bound=1)
   core.DEFINE_string('labels_file', None, 'A labels.txt (`id:name` a line) '
                      'for top_5_names; without it the names are the ids.')
   core.DEFINE_float('moving_average_decay', None, 'If set, export the moving '
                     'averages of the weights (<name>/ExponentialMovingAverage)'
-                    ' where the checkpoint has them.')
-  core.register_validator('moving_average_decay', training.valid_decay,
-                          'must be in (0, 1)')
+                    ' where the checkpoint has them. Default: the run\'s (its '
+                    'flags.txt); 0: the weights themselves.')
+  core.register_validator('moving_average_decay', _valid_tool_decay,
+                          'must be in [0, 1) (0: the weights themselves)')
   model.define_preprocessing_name_flag()
   core.DEFINE_integer('channels', None, 'Channels of the input images; '
                       'defaults to what the checkpoint\'s first layer takes.',
@@ -143,3 +152,9 @@ def define_classify_flags():
   core.DEFINE_string('saved_model_dir', None, 'A SavedModel written by '
                      'export_inference_graph.py.')
   define_tflite_model_flag('classify with')
+  core.DEFINE_string('checkpoint_path', None,
+                     'A checkpoint of a train_image_classifier.py run, or '
+                     'its train dir (newest checkpoint), to classify with '
+                     'directly: the net, class count, image size and '
+                     'preprocessing come from the run\'s flags.txt, the '
+                     'class names from its dataset\'s labels.txt.')

@@ -167,7 +167,8 @@ def define_moving_average_flag():
   """Defines `--moving_average_decay` alone (evaluation)."""
   core.DEFINE_float('moving_average_decay', None,
                     'Evaluate the moving averages of the weights saved with '
-                    'this decay; None: the weights themselves.')
+                    'this decay; 0: the weights themselves. Default: the '
+                    'run\'s (its flags.txt), else the weights.')
 
 
 def valid_decay(value):

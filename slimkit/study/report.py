@@ -24,8 +24,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
+from slimkit import runs as run_folder
 from slimkit.training import optimization
-from slimkit.training import trainer
 from slimkit.study import grid
 
 PLOTS = ('validation_accuracy.png', 'training_loss.png',
@@ -343,9 +343,9 @@ def write_hparams(study_dir, info, results):
   params = {a.name: hp.HParam(a.name, hp.Discrete(shown(a.name, a.values)))
             for a in info.axes}
   params['seed'] = hp.HParam('seed', hp.Discrete(list(info.seeds)))
-  metrics = [hp.Metric('eval/Accuracy', group=trainer.VALIDATION_DIR,
+  metrics = [hp.Metric('eval/Accuracy', group=run_folder.VALIDATION_DIR,
                        display_name='validation accuracy'),
-             hp.Metric('eval/loss', group=trainer.VALIDATION_DIR,
+             hp.Metric('eval/loss', group=run_folder.VALIDATION_DIR,
                        display_name='validation loss'),
              hp.Metric('total_loss', display_name='training loss')]
   targets = [study_dir] + [os.path.join(study_dir, 'runs', r.name)

@@ -1,6 +1,7 @@
 """What a study's runs achieved, read from their folders.
 
-Everything comes from what a training run writes (so folders trained
+Everything comes from what a training run writes, read by the public
+reader of a run's folder, `slimkit.runs.read_results` (so folders trained
 elsewhere, e.g. one cluster job per run, read the same):
 
 * `validation/` event files: `eval/Accuracy` per validated step;
@@ -12,21 +13,13 @@ elsewhere, e.g. one cluster job per run, read the same):
 """
 
 import dataclasses
-import glob
 import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 
-from slimkit import checkpoints
-from slimkit.training import trainer
-from slimkit.nets import layers as slim_layers
+from slimkit import runs
 from slimkit.study import runner
-
-# Batch-norm statistics and fake-quant ranges are variables, not parameters.
-_NOT_PARAMETERS = ('/moving_mean', '/moving_variance') + (
-    slim_layers.QUANT_RANGE_SUFFIXES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,37 +62,6 @@ class RunResult:
   accuracy_time: tuple = ()
 
 
-def scalars(directory, tag):
-  """`[(step, value, wall_time)]` of `tag` in the event files of `directory`
-  (not its subfolders), by step; a step written twice keeps the last."""
-  found = {}
-  for path in sorted(glob.glob(os.path.join(directory, 'events.out.*'))):
-    try:
-      for record in tf.data.TFRecordDataset(path):
-        event = tf.compat.v1.Event.FromString(record.numpy())
-        for value in event.summary.value:
-          if value.tag != tag:
-            continue
-          number = (float(tf.make_ndarray(value.tensor))
-                    if value.HasField('tensor') else value.simple_value)
-          found[event.step] = (event.step, number, event.wall_time)
-    except tf.errors.DataLossError:
-      pass  # a file cut short by a kill: what was read counts
-  return [found[step] for step in sorted(found)]
-
-
-def count_parameters(run_dir):
-  """Trainable parameters of the newest checkpoint's net (None without)."""
-  checkpoint = tf.train.latest_checkpoint(run_dir)
-  if checkpoint is None:
-    return None
-  reader = tf.train.load_checkpoint(checkpoint)
-  shapes = reader.get_variable_to_shape_map()
-  return int(sum(np.prod(shapes[key], dtype=np.int64)
-                 for name, key in checkpoints.named_values(checkpoint).items()
-                 if not name.endswith(_NOT_PARAMETERS)))
-
-
 def _training_seconds(segments, wall_time):
   """Seconds of training before `wall_time`, counting only the segments."""
   total = 0.0
@@ -118,10 +80,11 @@ def read_run(run_dir, run):
   status = runner.read_status(run_dir)
   state = status.get('state') or ('not started' if not os.path.isdir(run_dir)
                                   else runner.STOPPED)
-  accuracy = scalars(os.path.join(run_dir, trainer.VALIDATION_DIR),
-                     'eval/Accuracy')
-  loss = scalars(run_dir, 'total_loss')
-  rates = [value for _, value, _ in scalars(run_dir, 'images_per_sec')]
+  read = runs.read_results(run_dir)
+  accuracy = [(p.step, p.metrics['Accuracy'], p.wall_time)
+              for p in read.validation if 'Accuracy' in p.metrics]
+  loss = [(s.step, s.value, s.wall_time) for s in read.losses]
+  rates = [s.value for s in read.images_per_sec]
   segments = status.get('segments') or []
   wall_times = [w for _, _, w in loss + accuracy]
   if not segments and wall_times:  # trained elsewhere: its event times
@@ -136,13 +99,13 @@ def read_run(run_dir, run):
       final_accuracy=accuracy[-1][1] if accuracy else None,
       best_accuracy=best[1] if best else None,
       best_step=best[0] if best else None,
-      final_loss=loss[-1][1] if loss else None,
+      final_loss=read.final_loss,
       # The first log line includes tracing: leave it out when there are more.
       images_per_sec=float(np.median(rates[1:] or rates)) if rates else None,
       wall_time=(sum(end - start for start, end in segments)
                  if segments else None),
-      parameters=count_parameters(run_dir),
-      global_step=runner.checkpoint_step(run_dir),
+      parameters=read.parameters,
+      global_step=read.global_step,
       accuracy=tuple((s, v) for s, v, _ in accuracy),
       loss=tuple((s, v) for s, v, _ in loss),
       accuracy_time=tuple((_training_seconds(segments, w), v)

@@ -34,10 +34,13 @@ import threading
 import time
 from typing import Callable, Optional, Sequence
 
+from slimkit import runs
 from slimkit.study import grid
 
 STATUS_FILE = 'study_run.json'
 FINISHED, FAILED, STOPPED, RUNNING = 'finished', 'failed', 'stopped', 'running'
+# Progress display only: the step and loss of the live log's lines. Results
+# are read from the run's folder (slimkit.runs), never from its log.
 _STEP_LINE = re.compile(r'global step (\d+): loss = ([-\d.naif]+)')
 
 
@@ -103,20 +106,10 @@ def _write_status(run_dir, status):
   os.replace(path + '.tmp', path)  # never half-written
 
 
-def checkpoint_step(run_dir):
-  """The newest checkpoint's step in `run_dir` (0 without one)."""
-  try:
-    with open(os.path.join(run_dir, 'checkpoint')) as f:
-      found = re.search(r'model_checkpoint_path: ".*?-(\d+)"', f.read())
-  except OSError:
-    return 0
-  return int(found.group(1)) if found else 0
-
-
 def is_finished(study, run):
   run_dir = study.run_dir(run)
   return (read_status(run_dir).get('state') == FINISHED and
-          checkpoint_step(run_dir) >= study.max_number_of_steps)
+          runs.checkpoint_step(run_dir) >= study.max_number_of_steps)
 
 
 def gpu_slots(num_gpus, num_clones, parallel):
@@ -200,7 +193,7 @@ class _Progress:
     self.done = self.total - len(pending)
     self.failed = 0
     self.max_steps = study.max_number_of_steps
-    self.steps = {run.name: checkpoint_step(study.run_dir(run))
+    self.steps = {run.name: runs.checkpoint_step(study.run_dir(run))
                   for run in pending}
     self.first = dict(self.steps)
     self.start = time.time()
@@ -288,7 +281,7 @@ def run_study(study, *, slots=(None,), log=print,
     returncode = child.wait()
     with lock:
       children.pop(run.name, None)
-    step = checkpoint_step(run_dir)
+    step = runs.checkpoint_step(run_dir)
     if returncode == 0 and step >= study.max_number_of_steps:
       state, error = FINISHED, None
     elif stopping.is_set():

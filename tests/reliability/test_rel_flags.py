@@ -51,7 +51,7 @@ EVAL_CASES = [
     ('batch_size', '0'), ('batch_size', '-3'), ('max_num_batches', '0'),
     ('eval_image_size', '0'), ('eval_interval_secs', '-1'),
     ('eval_timeout_secs', '-1'), ('max_number_of_evaluations', '0'),
-    ('moving_average_decay', '0'), ('moving_average_decay', '1.0'),
+    ('moving_average_decay', '-0.1'), ('moving_average_decay', '1.0'),
     ('labels_offset', '-1'), ('num_preprocessing_threads', '0'),
     ('model_name', 'lenet5'), ('dataset_name', 'mnits'),
     ('preprocessing_name', 'vggg'), ('dataset_split_name', 'validaton'),
