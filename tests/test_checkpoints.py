@@ -501,7 +501,7 @@ def _check_inception_v3(net, v, x):
       ep['Conv2d_1a_3x3'], v, s + 'Conv2d_2a_3x3', 1, 'VALID', epsilon=1e-3))
 
 
-# name, size, DESIGN's variable count, names DESIGN lists, check.
+# name, size, variable count and names from docs/tf_slim_reference.md, check.
 _DEEP = [
     ('mobilenet_v1_025', 64, 137,
      ['MobilenetV1/Conv2d_1_depthwise/depthwise_weights'], _check_mobilenet_v1),

@@ -309,7 +309,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, flag,
   assert not os.path.exists(tmp_path / 'train')
 
 
-# TF-Slim's flags and defaults (DESIGN.md), which existing commands rely on.
+# TF-Slim's flags and defaults, which existing commands rely on
+# (docs/tf_slim_reference.md).
 TRAIN_DEFAULTS = dict(
     train_dir='/tmp/tfmodel/', num_clones=1, clone_on_cpu=False,
     worker_replicas=1, num_ps_tasks=0, task=0, num_readers=4,
