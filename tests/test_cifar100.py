@@ -26,12 +26,7 @@ from slimkit.datasets import cifar100
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import download
 from slimkit import checkpoints
-from tests import test_datasets_convert
-
-# Shared with the CIFAR-10 tests: a server on 127.0.0.1 (a fixture) and
-# pickles written as Python 2 wrote CIFAR's.
-http_server = test_datasets_convert.http_server
-py2_pickle = test_datasets_convert.py2_pickle
+from tests.source_files import py2_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNREACHABLE = 'http://127.0.0.1:9/'  # Nothing listens: network use would fail.
@@ -284,7 +279,7 @@ def test_meta_with_other_names_warns_and_writes_the_official_ones(tmp_path,
 
 
 def test_download_is_checked_against_the_official_checksum(
-    http_server, tmp_path):  # pylint: disable=redefined-outer-name
+    http_server, tmp_path):
   files, base = http_server
   archive = tmp_path / 'served.tar.gz'
   source = make_cifar100_archive(archive, sizes=(('train', 3), ('test', 2)))

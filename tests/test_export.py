@@ -14,7 +14,7 @@ from slimkit.export import saved_model
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
-from tests.test_checkpoints import build, random_values, write_tf1_checkpoint
+from tests.tf1_checkpoints import build, random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,7 +14,7 @@ from slimkit.export import tflite
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from tests import digits_lenet
-from tests.test_checkpoints import random_values, write_tf1_checkpoint
+from tests.tf1_checkpoints import random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests import tiny_records
-from tests.test_checkpoints import build, random_values, write_tf1_checkpoint
+from tests.tf1_checkpoints import build, random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
