@@ -5,7 +5,6 @@ test_reproducibility.py; the refused flag values in test_train_eval.py.
 """
 
 import os
-import subprocess
 import sys
 
 import keras
@@ -21,6 +20,7 @@ from slimkit.training import trainer
 from slimkit.preprocessing import mixing
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.preprocessing import randaugment
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
@@ -279,7 +279,7 @@ def test_the_script_trains_with_every_augmentation_and_validates(digits,
                                                                  tmp_path):
   train_dir = tmp_path / 'train'
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, 'train_image_classifier.py'),
        f'--train_dir={train_dir}', '--dataset_name=digits',
        f'--dataset_dir={digits}', '--model_name=lenet',

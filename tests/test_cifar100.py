@@ -14,7 +14,6 @@ import io
 import os
 import pickle
 import re
-import subprocess
 import sys
 import tarfile
 
@@ -26,6 +25,7 @@ from slimkit.datasets import cifar100
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import download
 from slimkit import checkpoints
+from tests import script_runner
 from tests.source_files import py2_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -410,9 +410,9 @@ def _run_script(script, *args):
   # Any network use would go to a dead proxy and fail.
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2',
              http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
-  return subprocess.run([sys.executable, os.path.join(REPO, script), *args],
-                        env=env, cwd=REPO, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(REPO, script), *args],
+                           env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def test_convert_train_and_evaluate_through_the_scripts(tmp_path):

@@ -16,6 +16,7 @@ import tensorflow as tf
 from slimkit.datasets import digits as digits_lib
 from slimkit.study import grid
 from slimkit.study import runner
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'compare_methods.py')
@@ -41,8 +42,8 @@ def _base(digits, study_dir, steps=4):
 
 def _run(argv, expect=0, timeout=900):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=timeout, check=False)
+  result = script_runner.run(argv, capture_output=True, text=True, env=env,
+                             cwd=ROOT, timeout=timeout, check=False)
   assert result.returncode == expect, (result.stdout[-2000:] +
                                        result.stderr[-3000:])
   return result

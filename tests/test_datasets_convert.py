@@ -10,7 +10,6 @@ import hashlib
 import io
 import os
 import pickle
-import subprocess
 import sys
 import tarfile
 
@@ -24,6 +23,7 @@ from slimkit.datasets import dataset_utils
 from slimkit.datasets import digits
 from slimkit.datasets import download
 from slimkit.datasets import mnist
+from tests import script_runner
 from tests.source_files import py2_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -350,7 +350,7 @@ def test_digits_through_the_script_without_network(tmp_path):
   # Any network use would go to a dead proxy and fail.
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
              http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(REPO, 'download_and_convert_data.py'),
        '--dataset_name=digits', f'--dataset_dir={out}'],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
@@ -375,7 +375,7 @@ def test_digits_through_the_script_without_network(tmp_path):
 
 
 def _script(*args):
-  return subprocess.run(
+  return script_runner.run(
       [sys.executable, os.path.join(REPO, 'download_and_convert_data.py'),
        *args], cwd=REPO, capture_output=True, text=True, timeout=300,
       check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))

@@ -19,6 +19,7 @@ import pytest
 
 from slimkit.deployment import cluster as cluster_lib
 from slimkit.deployment import model_deploy
+from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
@@ -173,7 +174,7 @@ def test_deployment_config_checks_the_cluster():
 def test_script_refuses_bad_cluster_flags_before_writing(tmp_path, cifar_dir,
                                                          flags, message):
   train_dir = tmp_path / 'train'
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, SCRIPT, f'--train_dir={train_dir}',
        f'--dataset_dir={cifar_dir}', '--dataset_name=cifar10',
        '--model_name=cifarnet', *flags], env=_env(), cwd=ROOT,

@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +13,7 @@ from slimkit.export import saved_model
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
+from tests import script_runner
 from tests.tf1_checkpoints import build, random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,9 +103,9 @@ def test_export_needs_logits():
 
 def _run(script, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+  result = script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                             cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
 

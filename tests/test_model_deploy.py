@@ -3,13 +3,13 @@
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 from slimkit.deployment import model_deploy
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +122,7 @@ _EQUIVALENCE = textwrap.dedent(r'''
 
 def test_two_clones_of_b_update_as_one_clone_of_2b(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, '-c', _EQUIVALENCE, str(tmp_path)], env=env, cwd=ROOT,
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from slimkit.training import optimization
 from slimkit.nets import nets_factory
+from tests import script_runner
 from tests import tiny_nets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -357,7 +357,7 @@ _MIRRORED_DECAY = textwrap.dedent(r'''
 
 def test_decoupled_decay_skips_the_same_variables_on_every_clone():
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, '-c', _MIRRORED_DECAY], env=env, cwd=ROOT,
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

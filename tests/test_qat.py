@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +13,7 @@ from slimkit.export import tflite
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from tests import digits_lenet
+from tests import script_runner
 from tests.tf1_checkpoints import random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,9 +122,9 @@ print(not np.array_equal(a, b), np.array_equal(a, a2), np.array_equal(b, b2))
 
 def test_clones_drop_out_with_their_own_seeds_while_quantized():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, '-c', _CLONE_DROPOUT],
-                          capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=600, check=False)
+  result = script_runner.run([sys.executable, '-c', _CLONE_DROPOUT],
+                             capture_output=True, text=True, env=env, cwd=ROOT,
+                             timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   # Different masks, each the seed's whichever clone draws it.
   assert result.stdout.split()[-3:] == ['True', 'True', 'True'], result.stdout
@@ -283,9 +283,9 @@ def test_tensors_outside_the_layers_are_calibrated_and_learned_ranges_kept():
 
 def _run(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _printed_accuracy(stdout):

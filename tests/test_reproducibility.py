@@ -27,6 +27,7 @@ from slimkit.training import optimization
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -192,7 +193,7 @@ def test_two_clones_are_reproducible_and_validation_changes_nothing(
 def test_a_bad_validation_split_is_refused_before_anything_is_written(
     digits, tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, 'train_image_classifier.py'),
        f'--train_dir={tmp_path / "t"}', '--dataset_name=digits',
        f'--dataset_dir={digits}', '--model_name=lenet',

@@ -8,12 +8,12 @@ same checkpoint directly, and its `ExponentialMovingAverage` shadows with
 """
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import tensorflow as tf
 
+from tests import script_runner
 from tests import tiny_records
 from tests.tf1_checkpoints import build, random_values, write_tf1_checkpoint
 
@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(script, *args):
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
       capture_output=True, text=True, timeout=300,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})

@@ -4,7 +4,6 @@ import builtins
 import glob
 import os
 import re
-import subprocess
 import sys
 
 import keras
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from slimkit.export import tflite
 from tests import digits_lenet
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 150
@@ -133,9 +133,9 @@ def test_int8_accuracy_is_within_a_point_of_the_float_model(trained):
 
 def _run(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _event_values(logdir):

@@ -4,7 +4,6 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +19,7 @@ from slimkit.training import optimization
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
@@ -186,9 +186,9 @@ def test_non_finite_loss_stops_training_without_a_bad_checkpoint(tmp_path):
 
 def _run_script(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=env, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _event_tags(logdir):
@@ -349,9 +349,9 @@ def test_every_tf_slim_flag_exists_with_its_default(script, expected):
           'print(json.dumps({f.name: f.default for f in '
           'flags.FLAGS.get_flags_for_module("slimkit.flags")}))')
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          check=False)
+  result = script_runner.run([sys.executable, '-c', code], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300,
+                             check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   defaults = json.loads(result.stdout.strip().splitlines()[-1])
   for name, value in expected.items():

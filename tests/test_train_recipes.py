@@ -8,7 +8,6 @@ new optimizer trains lenet, seeded).
 import glob
 import math
 import os
-import subprocess
 import sys
 
 import pytest
@@ -21,6 +20,7 @@ from slimkit.training import optimization
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
@@ -29,9 +29,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run_script(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=env, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _scalars(logdir, tag):

@@ -9,7 +9,6 @@ real command lines to prove the exit code and that no file was written.
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
