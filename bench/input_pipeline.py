@@ -30,7 +30,6 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from slimkit.datasets import input_pipeline
 from slimkit.datasets.split import DatasetSplit
 from slimkit.preprocessing import preprocessing_factory

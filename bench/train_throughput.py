@@ -34,7 +34,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import common
 
 # Our net, the Keras application of the same architecture, default size and
@@ -102,13 +101,13 @@ def unseeded_child(argv):
   stateful dropout and augmentation draws, a tf.data order that follows the
   threads.
   """
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
-  from absl import app  # pylint: disable=g-import-not-at-top
+  import dataclasses
+  import keras
+  from absl import app
   sys.path.insert(0, common.ROOT)
-  import train_image_classifier as script  # pylint: disable=g-import-not-at-top
-  from slimkit import seeds  # pylint: disable=g-import-not-at-top
-  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
+  import train_image_classifier as script
+  from slimkit import seeds
+  from slimkit.training import trainer
   seeds.seed_everything = lambda seed, **_: keras.utils.set_random_seed(seed)
   train = trainer.train
   trainer.train = lambda **kw: train(**dict(kw, options=dataclasses.replace(

@@ -188,7 +188,7 @@ def read_synset_map(path):
   """
   if path.endswith('.mat'):
     try:
-      import scipy.io  # pylint: disable=g-import-not-at-top
+      import scipy.io
     except ImportError:
       raise ImportError(
           f'Reading {path} needs scipy (pip install scipy), or give the map '
@@ -542,8 +542,8 @@ def run(dataset_dir, imagenet_dir=None, labels_file=None,
 
 def main(argv=None):
   """Runs with TF-Slim's build_imagenet_data.py flag names."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import app
+  from absl import flags
   flags.DEFINE_string('train_directory', None, 'train/<synset>/*.JPEG.')
   flags.DEFINE_string('validation_directory', None, 'Validation images.')
   flags.DEFINE_string('output_directory', None, 'Output directory.')

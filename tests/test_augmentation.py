@@ -168,7 +168,7 @@ def _photo(channels=3, height=30, width=40):
 
 def test_randaugment_ops_equal_pil():
   image_module = pytest.importorskip('PIL.Image')
-  from PIL import ImageEnhance, ImageOps  # pylint: disable=g-import-not-at-top
+  from PIL import ImageEnhance, ImageOps
   photo = _photo()
   pil = image_module.fromarray(photo)
   image = tf.constant(photo, tf.float32)

@@ -156,7 +156,7 @@ def test_class_names_are_the_official_ones():
 
 def test_known_checksums_are_kerass_and_the_cifar_pages():
   # Keras downloads the same URL and checks its SHA-256 (Keras's own source).
-  from keras.src.datasets import cifar100 as keras_cifar100  # pylint: disable=g-import-not-at-top
+  from keras.src.datasets import cifar100 as keras_cifar100
   sha256 = download.KNOWN_SHA256['cifar-100-python.tar.gz']
   assert re.fullmatch('[0-9a-f]{64}', sha256)
   source = inspect.getsource(keras_cifar100)

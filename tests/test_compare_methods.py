@@ -110,7 +110,7 @@ def test_a_two_by_two_grid_with_two_seeds(digits, tmp_path):
 
 
 def _check_hparams(study, runs):
-  from tensorboard.plugins.hparams import metadata  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.hparams import metadata
   def plugin_data(directory):
     found = []
     for path in glob.glob(str(directory / 'events.out.*.hparams')):
@@ -235,8 +235,8 @@ def test_grid_names_and_order():
 
 
 def test_the_report_notes_what_the_table_does_not_say():
-  from slimkit.study import report  # pylint: disable=g-import-not-at-top
-  from slimkit.study import results  # pylint: disable=g-import-not-at-top
+  from slimkit.study import report
+  from slimkit.study import results
   axes = [grid.Axis('optimizer', ('momentum', 'adam')),
           grid.Axis('opt_epsilon', ('1.0', '1e-8'))]
   info = report.StudyInfo(name='s', axes=axes, seeds=(0,), fixed_flags={})
@@ -256,7 +256,7 @@ def test_the_report_notes_what_the_table_does_not_say():
 
 
 def test_vary_values_flag_files_and_their_checks(tmp_path):
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags
   values = flags.FlagValues()
   flags.DEFINE_string('optimizer', 'rmsprop', '', flag_values=values)
   flags.DEFINE_float('learning_rate', 0.01, '', flag_values=values)

@@ -303,7 +303,7 @@ def test_two_workers_train_in_sync_as_one_process_of_twice_the_batch(
 
 def _validated(train_dir, tag='eval/Accuracy'):
   """{step: value} of `tag` in train_dir/validation."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   values = {}
   for path in sorted(glob.glob(str(train_dir / 'validation' / 'events.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -314,8 +314,8 @@ def _validated(train_dir, tag='eval/Accuracy'):
 
 
 def _checkpoint(prefix):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from slimkit import checkpoints
   reader = tf.train.load_checkpoint(str(prefix))
   return {name: reader.get_tensor(key)
           for name, key in checkpoints.named_values(str(prefix)).items()}

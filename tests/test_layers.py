@@ -112,7 +112,7 @@ def test_layers_of_the_same_shape_start_from_different_weights(name):
   # One initializer instance is bound to many layers; each weight must still
   # get its own draw (Keras 3 fixes an unseeded initializer's seed when it is
   # made, so shared, it repeated the same values for the same shape).
-  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
+  from slimkit.nets import nets_factory
   net = nets_factory.get_network_fn(name, num_classes=10)
   net(tf.zeros([1, 64, 64, 3]))
   seen = {}

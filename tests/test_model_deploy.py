@@ -42,7 +42,7 @@ def test_devices_of_the_clones():
 
 
 def test_more_clones_than_gpus_is_refused():
-  if model_deploy._gpus():  # pylint: disable=protected-access
+  if model_deploy._gpus():
     pytest.skip('this machine has GPUs')
   config = model_deploy.DeploymentConfig(num_clones=64)
   with pytest.raises(model_deploy.DeploymentError,
@@ -52,7 +52,7 @@ def test_more_clones_than_gpus_is_refused():
 
 
 def test_one_clone_is_one_device():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   strategy = model_deploy.DeploymentConfig().strategy()
   assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
   assert strategy.num_replicas_in_sync == 1

@@ -211,7 +211,7 @@ def test_qat_int8_export_uses_the_learned_ranges(runs):
   net = _quantized_net(runs['qat'].checkpoint)
   model = tflite.convert(net, image_size=28, channels=1, quantize='int8')
   classifier = tflite.TFLiteClassifier(model)
-  interpreter = classifier._interpreter  # pylint: disable=protected-access
+  interpreter = classifier._interpreter
   inp = interpreter.get_input_details()[0]
   # The first quantize op takes the input range the net learned.
   quantize = [t for t in interpreter.get_tensor_details()
@@ -228,7 +228,7 @@ def test_qat_int8_export_uses_the_learned_ranges(runs):
   model = tflite.convert(net, image_size=28, channels=1, quantize='int8',
                          io_type='uint8')
   classifier = tflite.TFLiteClassifier(model)
-  details = classifier._interpreter  # pylint: disable=protected-access
+  details = classifier._interpreter
   assert details.get_input_details()[0]['dtype'] == np.uint8
   assert details.get_output_details()[0]['dtype'] == np.uint8
   np.testing.assert_allclose(classifier.predict(images[:64]), simulated,
@@ -268,7 +268,7 @@ def test_tensors_outside_the_layers_are_calibrated_and_learned_ranges_kept():
   # Calibrated on other data: the layers keep the ranges they learned.
   model = tflite.convert(net, image_size=32, channels=3, quantize='int8',
                          calibration_images=0.1 * images)
-  interpreter = tflite.TFLiteClassifier(model)._interpreter  # pylint: disable=protected-access
+  interpreter = tflite.TFLiteClassifier(model)._interpreter
   details = interpreter.get_tensor_details()
   edges = {d['index'] for d in interpreter.get_input_details() +
            interpreter.get_output_details()}

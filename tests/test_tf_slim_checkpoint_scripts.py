@@ -50,7 +50,7 @@ def test_fine_tune_and_evaluate_a_tf_slim_checkpoint(tmp_path):
 
   assert 'Restored 6 variables' in log and 'excluded 2' in log, log[-2000:]
   ours = build('lenet', channels=1)
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  from slimkit import checkpoints
   checkpoints.restore(ours, str(train_dir))
   trained = ours.slim_variables()
   # Restored and frozen: exactly TF-Slim's values after 3 steps.

@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 
 def _raw_interpreter(path):
   """TF's own interpreter, used directly: the reference for our wrapper."""
-  import warnings  # pylint: disable=import-outside-toplevel
+  import warnings
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
     interpreter = tf.lite.Interpreter(model_path=path)

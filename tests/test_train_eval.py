@@ -361,8 +361,8 @@ def test_every_tf_slim_flag_exists_with_its_default(script, expected):
 
 def _tiny_batch_norm_net():
   """A conv with batch norm and a logits layer: BN statistics to protect."""
-  from slimkit.nets import layers  # pylint: disable=g-import-not-at-top
-  from slimkit.nets import network  # pylint: disable=g-import-not-at-top
+  from slimkit.nets import layers
+  from slimkit.nets import network
 
   class TinyBN(network.Network):
 
