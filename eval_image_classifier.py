@@ -1,4 +1,4 @@
-r"""Evaluates a trained image classifier: Accuracy and Recall_5, with TF-Slim's flags.
+r"""Evaluates an image classifier: Accuracy and Recall_5, with TF-Slim's flags.
 
 Usage:
 

@@ -59,7 +59,8 @@ setuptools.setup(
             # Parallel test processes: most tests start a script or train a
             # tiny net, and a core is often left waiting on one of them.
             'pytest-xdist',
-            # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write them).
+            # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write
+            # them).
             'pillow',
             # Execute notebooks/ headless, as a reader would run them.
             'nbclient', 'nbformat', 'ipykernel',

@@ -123,7 +123,8 @@ def _ours_argv(args, model, size, batch, precision, train_dir,
             '--child=unseeded', '--'] + _ours_argv(
                 args, model, size, batch, precision, train_dir,
                 dataset_flags)[2:]
-  return [sys.executable, os.path.join(common.ROOT, 'train_image_classifier.py'),
+  script = os.path.join(common.ROOT, 'train_image_classifier.py')
+  return [sys.executable, script,
           f'--train_dir={train_dir}', f'--model_name={model}',
           f'--train_image_size={size}', f'--batch_size={batch}',
           '--optimizer=momentum', f'--momentum={MOMENTUM}',
@@ -285,11 +286,11 @@ def main(argv=None):
     size = args.image_size or size
     batch = args.batch_size or batch
     for precision in precisions:
-      get = lambda kind: results.get((model, precision, kind))
       rate = lambda r: f'{r.images_per_sec:.1f}' if r else '-'
       ratio = lambda a, b: (f'{a.images_per_sec / b.images_per_sec:.2f}'
                             if a and b else '-')
-      keras_run, ours, real = get('keras'), get('ours'), get('real')
+      keras_run, ours, real = (results.get((model, precision, kind))
+                               for kind in ('keras', 'ours', 'real'))
       print(f'| {model} | {size} | {batch} | {precision} | {rate(keras_run)} '
             f'| {rate(ours)} | {ratio(ours, keras_run)} | {rate(real)} | '
             f'{ratio(real, ours)} |')

@@ -1,4 +1,4 @@
-"""The base class of every net: a Keras model that returns `(logits, end_points)`."""
+"""The base class of every net: a Keras model giving `(logits, end_points)`."""
 
 import inspect
 import threading

@@ -362,7 +362,7 @@ def define_training_flags():
 
 
 def define_performance_flags():
-  """Defines `--precision`, `--xla` and the synthetic input's `--num_classes`."""
+  """Defines `--precision`, `--xla` and synthetic input's `--num_classes`."""
   flags.DEFINE_enum('precision', 'float32', list(precision.PRECISIONS),
                     'Compute dtype of the net: mixed_bfloat16 for CPUs with '
                     'AVX512-BF16/AMX and TPUs, mixed_float16 (with loss '

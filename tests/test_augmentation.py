@@ -143,8 +143,10 @@ def test_the_loss_takes_soft_labels_and_label_smoothing_composes():
         from_logits=True, label_smoothing=smoothing)(soft, logits)
     np.testing.assert_allclose(ours, float(keras_loss), rtol=1e-6)
     # Smoothing the mix is mixing the smoothed one-hot labels.
-    smooth = lambda labels: onehot(labels) * (1 - smoothing) + smoothing / 5
-    mixed_smoothed = lam * smooth(first) + (1 - lam) * smooth(second)
+    smooth_first, smooth_second = (
+        onehot(labels) * (1 - smoothing) + smoothing / 5
+        for labels in (first, second))
+    mixed_smoothed = lam * smooth_first + (1 - lam) * smooth_second
     np.testing.assert_allclose(ours, float(tf.reduce_mean(
         tf.nn.softmax_cross_entropy_with_logits(labels=mixed_smoothed,
                                                 logits=logits))), rtol=1e-6)

@@ -255,7 +255,7 @@ def test_trainer_checkpoint_and_its_moving_averages(tmp_path):
                                                      is_training=True),
       dataset_fn=lambda ctx: tf.data.Dataset.from_tensor_slices(data).batch(
           2, drop_remainder=True).repeat(),
-      optimizer_fn=lambda lr: keras.optimizers.SGD(lr),
+      optimizer_fn=keras.optimizers.SGD,
       learning_rate=0.1,
       options=trainer.TrainOptions(train_dir=str(tmp_path), batch_size=2,
                                    max_number_of_steps=3,

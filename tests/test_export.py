@@ -97,15 +97,14 @@ def test_export_needs_logits():
   net = nets_factory.get_network_fn('lenet', num_classes=0)
   net(tf.zeros([1, 28, 28, 1]))
   with pytest.raises(ValueError, match='num_classes'):
-    saved_model.export_saved_model(net, lambda image, h, w: image, '/nonexistent',
-                              image_size=28, channels=1)
+    saved_model.export_saved_model(net, lambda image, h, w: image,
+                                   '/nonexistent', image_size=28, channels=1)
 
 
 def _run(script, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
-                             cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=300, check=False)
+  result = script_runner.run([sys.executable, os.path.join(ROOT, script),
+                              *args], cwd=ROOT, env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
 

@@ -78,7 +78,7 @@ _EQUIVALENCE = textwrap.dedent(r'''
 
   def dataset_fn(clones):
     def fn(ctx):
-      del ctx  # One worker: one pipeline whose batches go to the clones in turn.
+      del ctx  # One worker: one pipeline, its batches to the clones in turn.
       # With two clones, each global batch of 2b is cut into halves that
       # follow each other: clone 0 gets the first half, clone 1 the second.
       return tf.data.Dataset.from_tensor_slices((

@@ -288,7 +288,8 @@ def test_users_command_shape_runs_four_clones_on_cpu(tmp_path):
     ('--optimizer=adamx',
      r'--optimizer=adamx: value should be one of <.*adamw'),
     ('--batch_size=0', '--batch_size=0'),
-    ('--model_name=lenet5', r'--model_name=lenet5: value should be one of <.*lenet'),
+    ('--model_name=lenet5',
+     r'--model_name=lenet5: value should be one of <.*lenet'),
     ('--learning_rate_decay_type=cosine', '--learning_rate_decay_type=cosine '
      'decays to --end_learning_rate at the last step: it needs '
      '--max_number_of_steps'),

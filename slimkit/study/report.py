@@ -187,7 +187,8 @@ def notes(info, summaries):
         'than momentum does.')
   for flag, names in sorted(unread.items()):
     said.append(
-        f'`--{flag}` does not enter ' + ', '.join(f'`{n}`' for n in sorted(names))
+        f'`--{flag}` does not enter '
+        + ', '.join(f'`{n}`' for n in sorted(names))
         + ': rows that differ only in it are the same training, repeated.')
   if len(info.seeds) == 1:
     said.append('One seed per configuration: a difference smaller than the '

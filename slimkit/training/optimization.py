@@ -288,7 +288,8 @@ def build_optimizer(name, learning_rate, hparams=None):
   Raises:
     ValueError: for an unknown name, listing the valid ones.
   """
-  return OPTIMIZERS.get(name).build(learning_rate, hparams or OptimizerHParams())
+  return OPTIMIZERS.get(name).build(learning_rate,
+                                    hparams or OptimizerHParams())
 
 
 def optimizers_where(predicate):
