@@ -6,7 +6,9 @@ import threading
 import keras
 import pytest
 
+from slimkit.datasets import digits as digits_lib
 from tests import seeding
+from tests import shared_data
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +56,9 @@ def http_server(monkeypatch):
   finally:
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope='session')
+def digits_dir(tmp_path_factory):
+  """The bundled digits converted once per test run, for tests that read it."""
+  return shared_data.build_once(tmp_path_factory, 'digits', digits_lib.run)

@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.datasets import dataset_factory
-from slimkit.datasets import digits as digits_lib
 from slimkit.datasets import input_pipeline
 from slimkit.training import trainer
 from slimkit.preprocessing import mixing
@@ -27,10 +26,8 @@ NUM_CLASSES = 10
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp('digits'))
-  digits_lib.run(directory)
-  return directory
+def digits(digits_dir):
+  return digits_dir
 
 
 def _label_images(batch=8, height=12, width=20):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from slimkit.datasets import digits as digits_lib
 from slimkit.study import grid
 from slimkit.study import runner
 from tests import script_runner
@@ -23,10 +22,8 @@ SCRIPT = os.path.join(ROOT, 'compare_methods.py')
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp('digits'))
-  digits_lib.run(directory)
-  return directory
+def digits(digits_dir):
+  return digits_dir
 
 
 def _base(digits, study_dir, steps=4):

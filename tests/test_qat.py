@@ -154,11 +154,11 @@ ACCURACY_NOISE = 0.005
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, digits_dir):
   """A float lenet fine-tuned two ways from the same checkpoint, on the same
   data in the same order: float, and quantization-aware from step DELAY."""
   root = tmp_path_factory.mktemp('qat')
-  data = digits_lenet.convert(root / 'digits')
+  data = digits_dir
   # No dropout: both branches then draw the same random numbers.
   no_dropout = dict(dropout_keep_prob=1.0)
   start = digits_lenet.train(data, root / 'start', steps=200,

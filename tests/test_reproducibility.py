@@ -18,7 +18,6 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.datasets import dataset_factory
-from slimkit.datasets import digits as digits_lib
 from slimkit.datasets import input_pipeline
 from slimkit import evaluator
 from slimkit.training import loss_watch
@@ -33,10 +32,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp('digits'))
-  digits_lib.run(directory)
-  return directory
+def digits(digits_dir):
+  return digits_dir
 
 
 def _script(name, *args):

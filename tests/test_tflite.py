@@ -21,10 +21,10 @@ CALIBRATION_IMAGES = 200
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, digits_dir):
   """Digits converted, lenet trained, every variant exported once."""
   root = tmp_path_factory.mktemp('tflite')
-  data = digits_lenet.convert(root / 'digits')
+  data = digits_dir
   result = digits_lenet.train(data, root / 'train', steps=STEPS)
   net = digits_lenet.restored_net(result.checkpoint)
   train_images, _ = digits_lenet.images(data, 'train')
