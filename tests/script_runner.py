@@ -12,7 +12,9 @@ the code under test afresh.
 
 Use a real subprocess instead where the process itself is the point: signals
 sent to it, timing of what happens before TensorFlow is imported, or settings
-TensorFlow reads when it is imported.
+TensorFlow reads when it is imported. Forked runs also share the server's
+Python hash seed: a test that checks two runs agree bit for bit runs one of
+them in a new interpreter (as tests/test_reproducibility.py does).
 """
 
 import atexit
