@@ -1,7 +1,9 @@
 """Shared helpers of the reliability suite: tiny datasets and script runs.
 
-Every test here runs the real scripts in subprocesses (real signals, real
-files), on LeNet with SGD and batches of 4 so that a run takes seconds.
+Every test here runs the real scripts in processes of their own (real
+files; real subprocesses where signals are sent), on LeNet with SGD and
+batches of 4 so that a run takes seconds. `run` forks them from a process
+that has imported TensorFlow (tests/script_runner.py).
 """
 
 import os
