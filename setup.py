@@ -59,10 +59,15 @@ setuptools.setup(
             # Parallel test processes: most tests start a script or train a
             # tiny net, and a core is often left waiting on one of them.
             'pytest-xdist',
-            # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write them).
+            # Fabricates the CMYK JPEGs real ImageNet has (TF cannot write
+            # them).
             'pillow',
             # Execute notebooks/ headless, as a reader would run them.
             'nbclient', 'nbformat', 'ipykernel',
+            # The lint .ci/run runs before the tests (pyproject.toml). Ruff's
+            # minor releases add and change rules: one minor line, so a new
+            # release cannot fail CI on unchanged code.
+            'ruff>=0.17,<0.18',
         ],
     },
     license='Apache-2.0',

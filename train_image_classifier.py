@@ -117,7 +117,8 @@ def main(argv):
     slim_flags.fail(f'--labels_offset={FLAGS.labels_offset} leaves no class '
                     f'of the {split.num_classes} of {split.dataset_name}.')
   validation_split = None
-  unused = [f'--{n}' for n in ('validation_split_name', 'validation_max_batches')
+  unused = [f'--{n}'
+            for n in ('validation_split_name', 'validation_max_batches')
             if FLAGS[n].present]
   if unused and not FLAGS.eval_every_n_steps:
     logging.warning('%s set without --eval_every_n_steps: no validation runs.',

@@ -18,7 +18,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import keras
 import tensorflow as tf
 

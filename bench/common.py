@@ -167,8 +167,8 @@ def machine():
           break
   except OSError:
     pass
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  import keras
   return (f'{model}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, '
           f'Keras {keras.__version__}, Python {sys.version.split()[0]}')
 

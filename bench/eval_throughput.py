@@ -24,7 +24,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import common
 from bench import train_throughput
 

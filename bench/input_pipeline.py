@@ -30,7 +30,6 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from slimkit.datasets import input_pipeline
 from slimkit.datasets.split import DatasetSplit
 from slimkit.preprocessing import preprocessing_factory
@@ -62,7 +61,7 @@ def write_records(directory, name, count, num_files, height, width, fmt,
   rng = np.random.RandomState(seed)
   # A few distinct images, reused: writing stays quick, decoding is real.
   images = [_natural_image(rng, height, width) for _ in range(16)]
-  encode = ((lambda x: tf.io.encode_png(x)) if fmt == b'png'
+  encode = (tf.io.encode_png if fmt == b'png'
             else (lambda x: tf.io.encode_jpeg(x, quality=90)))
   encoded = [encode(x).numpy() for x in images]
   writers = [tf.io.TFRecordWriter(os.path.join(
@@ -170,9 +169,9 @@ def main(argv=None):
     imagenet, imagenet_kb = write_records(directory, 'train', 1024, 8, 375,
                                           500, b'jpeg', with_boxes=True)
     cases = (
-        ('cifar10 32x32 PNG (%.1f KB), cifarnet 32' % cifar_kb, cifar,
+        (f'cifar10 32x32 PNG ({cifar_kb:.1f} KB), cifarnet 32', cifar,
          'cifarnet', 32, int(20000 * scale)),
-        ('imagenet 500x375 JPEG (%.0f KB), inception 224' % imagenet_kb,
+        (f'imagenet 500x375 JPEG ({imagenet_kb:.0f} KB), inception 224',
          imagenet, 'inception', 224, int(2000 * scale)),
     )
     print(f'threads={args.num_preprocessing_threads or "AUTOTUNE"} '

@@ -36,7 +36,6 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import common
 
 

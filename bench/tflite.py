@@ -33,7 +33,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import tensorflow as tf
 
@@ -66,7 +65,7 @@ def _latency_ms(fn, repeats, warmup=5):
 def _interpreter_latency(path, image, threads, repeats):
   classifier = tflite.TFLiteClassifier(path, num_threads=threads)
   # The raw invoke, without our (de)quantizing, is what a phone pays.
-  interpreter = classifier._interpreter  # pylint: disable=protected-access
+  interpreter = classifier._interpreter
   inp = interpreter.get_input_details()[0]
   x = image.astype(inp['dtype']) if inp['dtype'] != np.float32 else image
   interpreter.set_tensor(inp['index'], x)

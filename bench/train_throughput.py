@@ -34,7 +34,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from bench import common
 
 # Our net, the Keras application of the same architecture, default size and
@@ -102,13 +101,13 @@ def unseeded_child(argv):
   stateful dropout and augmentation draws, a tf.data order that follows the
   threads.
   """
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
-  from absl import app  # pylint: disable=g-import-not-at-top
+  import dataclasses
+  import keras
+  from absl import app
   sys.path.insert(0, common.ROOT)
-  import train_image_classifier as script  # pylint: disable=g-import-not-at-top
-  from slimkit import seeds  # pylint: disable=g-import-not-at-top
-  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
+  import train_image_classifier as script
+  from slimkit import seeds
+  from slimkit.training import trainer
   seeds.seed_everything = lambda seed, **_: keras.utils.set_random_seed(seed)
   train = trainer.train
   trainer.train = lambda **kw: train(**dict(kw, options=dataclasses.replace(
@@ -124,7 +123,8 @@ def _ours_argv(args, model, size, batch, precision, train_dir,
             '--child=unseeded', '--'] + _ours_argv(
                 args, model, size, batch, precision, train_dir,
                 dataset_flags)[2:]
-  return [sys.executable, os.path.join(common.ROOT, 'train_image_classifier.py'),
+  script = os.path.join(common.ROOT, 'train_image_classifier.py')
+  return [sys.executable, script,
           f'--train_dir={train_dir}', f'--model_name={model}',
           f'--train_image_size={size}', f'--batch_size={batch}',
           '--optimizer=momentum', f'--momentum={MOMENTUM}',
@@ -286,11 +286,11 @@ def main(argv=None):
     size = args.image_size or size
     batch = args.batch_size or batch
     for precision in precisions:
-      get = lambda kind: results.get((model, precision, kind))
       rate = lambda r: f'{r.images_per_sec:.1f}' if r else '-'
       ratio = lambda a, b: (f'{a.images_per_sec / b.images_per_sec:.2f}'
                             if a and b else '-')
-      keras_run, ours, real = get('keras'), get('ours'), get('real')
+      keras_run, ours, real = (results.get((model, precision, kind))
+                               for kind in ('keras', 'ours', 'real'))
       print(f'| {model} | {size} | {batch} | {precision} | {rate(keras_run)} '
             f'| {rate(ours)} | {ratio(ours, keras_run)} | {rate(real)} | '
             f'{ratio(real, ours)} |')

@@ -188,7 +188,7 @@ def read_synset_map(path):
   """
   if path.endswith('.mat'):
     try:
-      import scipy.io  # pylint: disable=g-import-not-at-top
+      import scipy.io
     except ImportError:
       raise ImportError(
           f'Reading {path} needs scipy (pip install scipy), or give the map '

@@ -57,7 +57,7 @@ REPORT_TEXT = 'skipped_files.txt'
 _MANIFEST_VERSION = 1
 
 
-class SkipItem(Exception):
+class SkipItem(Exception):  # noqa: N818 - a signal, not an error; public.
   """Raised by an `encode_fn` for an item to leave out and report.
 
   Attributes:
@@ -268,7 +268,7 @@ _worker_counter = None
 
 
 def _init_worker(counter):
-  global _worker_counter
+  global _worker_counter  # noqa: PLW0603 - per-process, set by the pool.
   _worker_counter = counter
   # One thread per worker: the parallelism is across processes, and TF's own
   # pools in every worker would oversubscribe the cores.

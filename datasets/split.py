@@ -78,8 +78,8 @@ class DatasetSplit:
       hint = ('' if os.path.isdir(directory)
               else f' (the directory {directory!r} does not exist)')
       raise FileNotFoundError(
-          f'No files of the {self.dataset_name} {self.split_name!r} split match '
-          f'{self.file_pattern!r}{hint}. Convert the dataset first with '
+          f'No files of the {self.dataset_name} {self.split_name!r} split '
+          f'match {self.file_pattern!r}{hint}. Convert the dataset first with '
           f'download_and_convert_data.py --dataset_name={self.dataset_name}.')
     return files
 

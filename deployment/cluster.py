@@ -139,7 +139,7 @@ class Cluster:
 
   def cluster_resolver(self):
     """A `tf.distribute.cluster_resolver.ClusterResolver` of this task."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     jobs = {k: list(v) for k, v in self.jobs.items()}
     if self.task_type == 'chief' and 'chief' not in jobs:
       # The coordinator dials the servers, never the other way round, so its
@@ -152,7 +152,7 @@ class Cluster:
   def serve(self):
     """Runs this task's server until the process is killed (ps and workers
     of a parameter-server cluster: the coordinator sends them the work)."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
     if not self.serves_only:
       raise ClusterError(f'{self.describe()} does not only serve; it trains.')
     server = tf.distribute.Server(
@@ -171,7 +171,7 @@ class Cluster:
 
 def free_port(host='localhost'):
   """A TCP port of `host` that nothing listens on right now."""
-  import socket  # pylint: disable=g-import-not-at-top
+  import socket
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
     sock.bind((host, 0))
     return sock.getsockname()[1]

@@ -72,8 +72,8 @@ class DeploymentConfig:
         raise DeploymentError(f'{name} must be an integer >= 1, got {value!r}')
     if not 0 <= self.replica_id < self.num_replicas:
       raise DeploymentError(
-          f'replica_id (--task) must be in [0, num_replicas={self.num_replicas})'
-          f', got {self.replica_id!r}')
+          'replica_id (--task) must be in '
+          f'[0, num_replicas={self.num_replicas}), got {self.replica_id!r}')
     if self.num_ps_tasks < 0:
       raise DeploymentError(
           f'num_ps_tasks must be >= 0, got {self.num_ps_tasks!r}')

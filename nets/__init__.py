@@ -1,1 +1,1 @@
-"""Image-classification networks with TF-Slim's architectures and variable names."""
+"""Image-classification nets with TF-Slim's architectures and variable names."""

@@ -19,13 +19,14 @@ from slimkit.nets.network import (
 
 
 def _lrn(x):
-  # TF-Slim's norm1/norm2: tf.nn.lrn(x, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75).
+  # TF-Slim's norm1/norm2:
+  # tf.nn.lrn(x, 4, bias=1.0, alpha=0.001 / 9.0, beta=0.75).
   return layers.local_response_norm(x, depth_radius=4, bias=1.0,
                                     alpha=0.001 / 9.0, beta=0.75)
 
 
 class CifarNet(Network):
-  """conv1 -> pool1 -> norm1 -> conv2 -> norm2 -> pool2 -> fc3 -> fc4 -> logits."""
+  """conv1, pool1, norm1, conv2, norm2, pool2, fc3, fc4, logits, in order."""
 
   default_image_size = 32
 

@@ -7,7 +7,8 @@ layer behaviour are decided here once:
   `<scope>/BatchNorm/{beta,gamma,moving_mean,moving_variance}`.
 * `SeparableConv2D` owns `<scope>/depthwise_weights` (and
   `<scope>/pointwise_weights` when it has outputs of its own).
-* `FullyConnected` owns `<scope>/weights` and `<scope>/biases` (or a batch norm).
+* `FullyConnected` owns `<scope>/weights` and `<scope>/biases` (or a batch
+  norm).
 
 A layer's variable path is `<parent path>/<layer name>/<variable>`, where the
 parent path is the Keras name scope open when the layer is first called. Nets
@@ -623,7 +624,7 @@ class SeparableConv2D(_SlimLayer):
 
 
 class FullyConnected(_SlimLayer):
-  """`slim.fully_connected`: matmul, then bias or batch norm, then activation."""
+  """`slim.fully_connected`: matmul, bias or batch norm, then activation."""
 
   def __init__(self, num_outputs, *, activation='relu', normalizer=None,
                weights_initializer='glorot_uniform', biases_initializer='zeros',

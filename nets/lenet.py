@@ -1,4 +1,4 @@
-"""LeNet, the small convolutional net of LeCun et al. (1998), as TF-Slim built it.
+"""LeNet, the small convolutional net of LeCun et al. (1998), as in TF-Slim.
 
 Gradient-Based Learning Applied to Document Recognition,
 http://yann.lecun.com/exdb/publis/pdf/lecun-01a.pdf

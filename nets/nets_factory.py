@@ -224,7 +224,7 @@ def _choices(name):
   if name == 'activation':
     # Imported here: the layers pull in Keras, which listing nets does not
     # need.
-    from slimkit.nets import layers  # pylint: disable=import-outside-toplevel
+    from slimkit.nets import layers
     return tuple(layers.ACTIVATIONS.names())
   return ()
 

@@ -1,4 +1,4 @@
-"""The base class of every net: a Keras model that returns `(logits, end_points)`."""
+"""The base class of every net: a Keras model giving `(logits, end_points)`."""
 
 import inspect
 import threading
@@ -97,9 +97,9 @@ class Network(keras.Model):
     if self.fake_quantization is not None:
       raise ValueError(f'{self.name} is already fake-quantized.')
     # Keras 3 has no public recursive listing of nested layers.
-    nested = self._flatten_layers(include_self=False)  # pylint: disable=protected-access
+    nested = self._flatten_layers(include_self=False)
     for layer in nested:
-      if isinstance(layer, slim_layers._SlimLayer):  # pylint: disable=protected-access
+      if isinstance(layer, slim_layers._SlimLayer):
         layer.enable_fake_quant(quantization)
     self._tracker.unlock()
     try:

@@ -18,7 +18,8 @@ __version__ = '0.1.0'
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
 _ROOT = _os.path.dirname(_HERE)
 
-# Installed, the subpackages sit inside this folder; in a clone they sit beside it.
+# Installed, the subpackages sit inside this folder; in a clone they sit
+# beside it.
 if not _os.path.isdir(_os.path.join(_HERE, 'nets')) and _os.path.isdir(
     _os.path.join(_ROOT, 'nets')):
-  __path__.append(_ROOT)  # pylint: disable=undefined-variable
+  __path__.append(_ROOT)

@@ -472,7 +472,7 @@ def apply_trainable_scopes(model, trainable_scopes):
 
 def _batch_norm_layers(model):
   # Keras 3 has no public recursive listing of nested layers.
-  nested = model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+  nested = model._flatten_layers(include_self=False)
   return [layer for layer in nested
           if isinstance(layer, keras.layers.BatchNormalization)]
 

@@ -1,4 +1,4 @@
-"""Evaluation of checkpoints: Accuracy, Recall_5 and mean loss, once or watching.
+"""Evaluates checkpoints: Accuracy, Recall_5 and mean loss, once or watching.
 
   metrics = evaluator.evaluate_checkpoint(
       network_fn=lambda: nets_factory.get_network_fn('lenet', 10),

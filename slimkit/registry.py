@@ -1,4 +1,4 @@
-"""A registry of frozen entries that refuses duplicates and suggests close matches."""
+"""A registry of frozen entries: refuses duplicates, suggests close matches."""
 
 import difflib
 

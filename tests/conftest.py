@@ -1,9 +1,14 @@
 """Shared test setup."""
 
+import http.server
+import threading
+
 import keras
 import pytest
 
+from slimkit.datasets import digits as digits_lib
 from tests import seeding
+from tests import shared_data
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +23,42 @@ def _seeded():
   (`SLIMKIT_TEST_SEED=N` checks another seed; see seeding.py).
   """
   keras.utils.set_random_seed(seeding.SEED)
+
+
+@pytest.fixture
+def http_server(monkeypatch):
+  """Serves `files[path] = bytes` on 127.0.0.1; yields (files, base_url)."""
+  for name in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY',
+               'all_proxy', 'ALL_PROXY'):
+    monkeypatch.delenv(name, raising=False)
+  files = {}
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+
+    def do_GET(self):
+      body = files.get(self.path)
+      if body is None:
+        self.send_error(404)
+        return
+      self.send_response(200)
+      self.send_header('Content-Length', str(len(body)))
+      self.end_headers()
+      self.wfile.write(body)
+
+    def log_message(self, *args):
+      pass
+
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+  thread = threading.Thread(target=server.serve_forever, daemon=True)
+  thread.start()
+  try:
+    yield files, f'http://127.0.0.1:{server.server_address[1]}'
+  finally:
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope='session')
+def digits_dir(tmp_path_factory):
+  """The bundled digits converted once per test run, for tests that read it."""
+  return shared_data.build_once(tmp_path_factory, 'digits', digits_lib.run)

@@ -1,9 +1,9 @@
 """A LeNet trained on the bundled digits, for the TFLite and QAT tests.
 
-The digits converter runs offline (datasets/digits.py). Training: momentum
-0.9 at 0.01 after a 20-step warmup, batch 32. The seed defaults to 0;
-`SLIMKIT_TEST_SEED=N python -m pytest tests/test_tflite.py` checks that the
-assertions hold for other seeds too.
+The digits come converted from the `digits_dir` fixture (conftest.py).
+Training: momentum 0.9 at 0.01 after a 20-step warmup, batch 32. The seed
+defaults to 0; `SLIMKIT_TEST_SEED=N python -m pytest tests/test_tflite.py`
+checks that the assertions hold for other seeds too.
 """
 
 
@@ -12,7 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 from slimkit.datasets import dataset_factory
-from slimkit.datasets import digits
 from slimkit.datasets import input_pipeline
 from slimkit import checkpoints
 from slimkit.deployment import model_deploy
@@ -24,11 +23,6 @@ from tests import seeding
 
 SEED = seeding.SEED
 BATCH = 32
-
-
-def convert(dataset_dir):
-  digits.run(str(dataset_dir))
-  return str(dataset_dir)
 
 
 def train(dataset_dir, train_dir, *, steps, seed=SEED, net_options=None,

@@ -5,7 +5,6 @@ test_reproducibility.py; the refused flag values in test_train_eval.py.
 """
 
 import os
-import subprocess
 import sys
 
 import keras
@@ -15,22 +14,20 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.datasets import dataset_factory
-from slimkit.datasets import digits as digits_lib
 from slimkit.datasets import input_pipeline
 from slimkit.training import trainer
 from slimkit.preprocessing import mixing
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.preprocessing import randaugment
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp('digits'))
-  digits_lib.run(directory)
-  return directory
+def digits(digits_dir):
+  return digits_dir
 
 
 def _label_images(batch=8, height=12, width=20):
@@ -143,8 +140,10 @@ def test_the_loss_takes_soft_labels_and_label_smoothing_composes():
         from_logits=True, label_smoothing=smoothing)(soft, logits)
     np.testing.assert_allclose(ours, float(keras_loss), rtol=1e-6)
     # Smoothing the mix is mixing the smoothed one-hot labels.
-    smooth = lambda labels: onehot(labels) * (1 - smoothing) + smoothing / 5
-    mixed_smoothed = lam * smooth(first) + (1 - lam) * smooth(second)
+    smooth_first, smooth_second = (
+        onehot(labels) * (1 - smoothing) + smoothing / 5
+        for labels in (first, second))
+    mixed_smoothed = lam * smooth_first + (1 - lam) * smooth_second
     np.testing.assert_allclose(ours, float(tf.reduce_mean(
         tf.nn.softmax_cross_entropy_with_logits(labels=mixed_smoothed,
                                                 logits=logits))), rtol=1e-6)
@@ -168,7 +167,7 @@ def _photo(channels=3, height=30, width=40):
 
 def test_randaugment_ops_equal_pil():
   image_module = pytest.importorskip('PIL.Image')
-  from PIL import ImageEnhance, ImageOps  # pylint: disable=g-import-not-at-top
+  from PIL import ImageEnhance, ImageOps
   photo = _photo()
   pil = image_module.fromarray(photo)
   image = tf.constant(photo, tf.float32)
@@ -279,7 +278,7 @@ def test_the_script_trains_with_every_augmentation_and_validates(digits,
                                                                  tmp_path):
   train_dir = tmp_path / 'train'
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, 'train_image_classifier.py'),
        f'--train_dir={train_dir}', '--dataset_name=digits',
        f'--dataset_dir={digits}', '--model_name=lenet',

@@ -20,52 +20,10 @@ from slimkit import checkpoints
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from slimkit.nets.network import Network
-
-
-# -- Writing checkpoints as TF-Slim did ---------------------------------------
-
-def write_tf1_checkpoint(prefix, values):
-  """Saves `{name: array}` with TF 1's Saver, as TF-Slim's training did."""
-  graph = tf.Graph()
-  with graph.as_default():
-    # Fed, not embedded as constants: deep nets' graphs stay small and fast.
-    feeds = {}
-    for name, value in values.items():
-      placeholder = tf.compat.v1.placeholder(value.dtype, value.shape)
-      tf.compat.v1.get_variable(name, initializer=placeholder)
-      feeds[placeholder] = value
-    saver = tf.compat.v1.train.Saver()
-    with tf.compat.v1.Session(graph=graph) as session:
-      session.run(tf.compat.v1.global_variables_initializer(), feeds)
-      return saver.save(session, str(prefix), write_meta_graph=False)
-
-
-def random_value(name, shape, rng):
-  """A plausible random value for a TF-Slim variable of `name`."""
-  leaf = name.rsplit('/', 1)[-1]
-  if leaf == 'moving_variance':
-    return rng.uniform(0.5, 1.5, shape).astype(np.float32)
-  if leaf == 'gamma':
-    return rng.uniform(0.5, 1.5, shape).astype(np.float32)
-  if leaf in ('beta', 'moving_mean', 'biases'):
-    return rng.normal(0.0, 0.2, shape).astype(np.float32)
-  # Kernels: fan-in scaling keeps activations of deep stacks near unit size.
-  fan_in = int(np.prod(shape[:-1])) if leaf != 'depthwise_weights' else int(
-      np.prod(shape[:2]))
-  return rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape).astype(np.float32)
-
-
-def random_values(net, seed=0):
-  rng = np.random.default_rng(seed)
-  return {name: random_value(name, tuple(v.shape), rng)
-          for name, v in net.slim_variables().items()}
-
-
-def build(name, num_classes=10, size=None, channels=3, **options):
-  net = nets_factory.get_network_fn(name, num_classes, **options)
-  size = size or net.default_image_size
-  net(tf.zeros([1, size, size, channels]))
-  return net
+from tests.tf1_checkpoints import build
+from tests.tf1_checkpoints import random_value
+from tests.tf1_checkpoints import random_values
+from tests.tf1_checkpoints import write_tf1_checkpoint
 
 
 def images(size, channels=3, batch=2, seed=1):
@@ -297,7 +255,7 @@ def test_trainer_checkpoint_and_its_moving_averages(tmp_path):
                                                      is_training=True),
       dataset_fn=lambda ctx: tf.data.Dataset.from_tensor_slices(data).batch(
           2, drop_remainder=True).repeat(),
-      optimizer_fn=lambda lr: keras.optimizers.SGD(lr),
+      optimizer_fn=keras.optimizers.SGD,
       learning_rate=0.1,
       options=trainer.TrainOptions(train_dir=str(tmp_path), batch_size=2,
                                    max_number_of_steps=3,
@@ -501,7 +459,7 @@ def _check_inception_v3(net, v, x):
       ep['Conv2d_1a_3x3'], v, s + 'Conv2d_2a_3x3', 1, 'VALID', epsilon=1e-3))
 
 
-# name, size, DESIGN's variable count, names DESIGN lists, check.
+# name, size, variable count and names from docs/tf_slim_reference.md, check.
 _DEEP = [
     ('mobilenet_v1_025', 64, 137,
      ['MobilenetV1/Conv2d_1_depthwise/depthwise_weights'], _check_mobilenet_v1),

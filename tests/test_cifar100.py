@@ -14,7 +14,6 @@ import io
 import os
 import pickle
 import re
-import subprocess
 import sys
 import tarfile
 
@@ -26,12 +25,8 @@ from slimkit.datasets import cifar100
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import download
 from slimkit import checkpoints
-from tests import test_datasets_convert
-
-# Shared with the CIFAR-10 tests: a server on 127.0.0.1 (a fixture) and
-# pickles written as Python 2 wrote CIFAR's.
-http_server = test_datasets_convert.http_server
-py2_pickle = test_datasets_convert.py2_pickle
+from tests import script_runner
+from tests.source_files import py2_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UNREACHABLE = 'http://127.0.0.1:9/'  # Nothing listens: network use would fail.
@@ -161,7 +156,7 @@ def test_class_names_are_the_official_ones():
 
 def test_known_checksums_are_kerass_and_the_cifar_pages():
   # Keras downloads the same URL and checks its SHA-256 (Keras's own source).
-  from keras.src.datasets import cifar100 as keras_cifar100  # pylint: disable=g-import-not-at-top
+  from keras.src.datasets import cifar100 as keras_cifar100
   sha256 = download.KNOWN_SHA256['cifar-100-python.tar.gz']
   assert re.fullmatch('[0-9a-f]{64}', sha256)
   source = inspect.getsource(keras_cifar100)
@@ -284,7 +279,7 @@ def test_meta_with_other_names_warns_and_writes_the_official_ones(tmp_path,
 
 
 def test_download_is_checked_against_the_official_checksum(
-    http_server, tmp_path):  # pylint: disable=redefined-outer-name
+    http_server, tmp_path):
   files, base = http_server
   archive = tmp_path / 'served.tar.gz'
   source = make_cifar100_archive(archive, sizes=(('train', 3), ('test', 2)))
@@ -415,9 +410,9 @@ def _run_script(script, *args):
   # Any network use would go to a dead proxy and fail.
   env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2',
              http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
-  return subprocess.run([sys.executable, os.path.join(REPO, script), *args],
-                        env=env, cwd=REPO, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(REPO, script), *args],
+                           env=env, cwd=REPO, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def test_convert_train_and_evaluate_through_the_scripts(tmp_path):

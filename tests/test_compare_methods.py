@@ -14,19 +14,17 @@ import pytest
 import tensorflow as tf
 
 from slimkit import runs
-from slimkit.datasets import digits as digits_lib
 from slimkit.study import grid
 from slimkit.study import runner
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'compare_methods.py')
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp('digits'))
-  digits_lib.run(directory)
-  return directory
+def digits(digits_dir):
+  return digits_dir
 
 
 def _base(digits, study_dir, steps=4):
@@ -42,8 +40,8 @@ def _base(digits, study_dir, steps=4):
 
 def _run(argv, expect=0, timeout=900):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=timeout, check=False)
+  result = script_runner.run(argv, capture_output=True, text=True, env=env,
+                             cwd=ROOT, timeout=timeout, check=False)
   assert result.returncode == expect, (result.stdout[-2000:] +
                                        result.stderr[-3000:])
   return result
@@ -110,7 +108,7 @@ def test_a_two_by_two_grid_with_two_seeds(digits, tmp_path):
 
 
 def _check_hparams(study, runs):
-  from tensorboard.plugins.hparams import metadata  # pylint: disable=g-import-not-at-top
+  from tensorboard.plugins.hparams import metadata
   def plugin_data(directory):
     found = []
     for path in glob.glob(str(directory / 'events.out.*.hparams')):
@@ -235,8 +233,8 @@ def test_grid_names_and_order():
 
 
 def test_the_report_notes_what_the_table_does_not_say():
-  from slimkit.study import report  # pylint: disable=g-import-not-at-top
-  from slimkit.study import results  # pylint: disable=g-import-not-at-top
+  from slimkit.study import report
+  from slimkit.study import results
   axes = [grid.Axis('optimizer', ('momentum', 'adam')),
           grid.Axis('opt_epsilon', ('1.0', '1e-8'))]
   info = report.StudyInfo(name='s', axes=axes, seeds=(0,), fixed_flags={})
@@ -264,7 +262,7 @@ def test_the_report_notes_what_the_table_does_not_say():
 
 
 def test_vary_values_flag_files_and_their_checks(tmp_path):
-  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl import flags
   values = flags.FlagValues()
   flags.DEFINE_string('optimizer', 'rmsprop', '', flag_values=values)
   flags.DEFINE_float('learning_rate', 0.01, '', flag_values=values)

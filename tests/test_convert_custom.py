@@ -5,7 +5,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
 import tarfile
 
@@ -18,6 +17,7 @@ from slimkit.datasets import custom
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import dataset_utils
 from slimkit.datasets import sharded_writer
+from tests import script_runner
 
 Image = pytest.importorskip('PIL.Image')  # Only to fabricate the inputs.
 
@@ -142,9 +142,9 @@ def test_reader_without_conversion_says_how_to_convert(tmp_path):
 
 def _run_script(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=env, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def test_script_converts_in_parallel_like_one_process(photos, tmp_path):

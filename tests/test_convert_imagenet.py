@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -21,6 +20,7 @@ import tensorflow as tf
 from slimkit.datasets import dataset_factory
 from slimkit.datasets import dataset_utils
 from slimkit.datasets import convert_imagenet
+from tests import script_runner
 
 Image = pytest.importorskip('PIL.Image')  # Only to fabricate the inputs.
 
@@ -267,7 +267,7 @@ def test_killed_conversion_resumes_and_matches_an_uninterrupted_one(
   out = str(tmp_path / 'out')
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
   # 13 training files, 4 or 5 per shard: the 7th item is inside shard 1.
-  killed = subprocess.run(
+  killed = script_runner.run(
       [sys.executable, '-c', _KILL_SCRIPT, root, out, '7'], env=env,
       capture_output=True, text=True, timeout=300, check=False)
   assert killed.returncode == 9, killed.stderr[-2000:]

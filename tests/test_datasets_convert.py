@@ -7,15 +7,11 @@ files. Converted records must decode back to the exact source pixels.
 
 import gzip
 import hashlib
-import http.server
 import io
 import os
 import pickle
-import struct
-import subprocess
 import sys
 import tarfile
-import threading
 
 import numpy as np
 import pytest
@@ -27,6 +23,8 @@ from slimkit.datasets import dataset_utils
 from slimkit.datasets import digits
 from slimkit.datasets import download
 from slimkit.datasets import mnist
+from tests import script_runner
+from tests.source_files import py2_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_KEYS = {'image/encoded', 'image/format', 'image/class/label',
@@ -35,34 +33,6 @@ UNREACHABLE = 'http://127.0.0.1:9/'  # Nothing listens: network use would fail.
 
 
 # ---------------------------------------------------------------- builders
-
-
-class _Py2Pickler(pickle._Pickler):  # pylint: disable=protected-access
-  """Pickles as Python 2's cPickle did for CIFAR: str and bytes as BINSTRING."""
-
-  dispatch = pickle._Pickler.dispatch.copy()  # pylint: disable=protected-access
-
-  def _save_py2_str(self, obj):
-    if isinstance(obj, str):
-      obj = obj.encode('latin1')
-    if len(obj) < 256:
-      self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
-    else:
-      self.write(pickle.BINSTRING + struct.pack('<i', len(obj)) + obj)
-    self.memoize(obj)
-
-  dispatch[bytes] = _save_py2_str
-  dispatch[str] = _save_py2_str
-
-
-def py2_pickle(obj):
-  """Returns `obj` pickled like the real CIFAR files (protocol 2, Python 2)."""
-  f = io.BytesIO()
-  _Py2Pickler(f, protocol=2).dump(obj)
-  # NumPy 2 names its module numpy._core; the real files say numpy.core.
-  return f.getvalue().replace(b'cnumpy._core.multiarray\n',
-                              b'cnumpy.core.multiarray\n')
-
 
 def make_cifar_archive(path, per_batch=20, seed=0, test_batch=True,
                        malicious_batch=None):
@@ -145,37 +115,6 @@ def decode_split(dataset_name, split_name, dataset_dir):
 
 def hidden_leftovers(directory):
   return [n for n in os.listdir(directory) if n.startswith('.')]
-
-
-@pytest.fixture
-def http_server(monkeypatch):
-  """Serves `files[path] = bytes` on 127.0.0.1 at a free port."""
-  for name in ('http_proxy', 'HTTP_PROXY', 'all_proxy', 'ALL_PROXY'):
-    monkeypatch.delenv(name, raising=False)
-  files = {}
-
-  class Handler(http.server.BaseHTTPRequestHandler):
-
-    def do_GET(self):  # pylint: disable=invalid-name
-      body = files.get(self.path)
-      if body is None:
-        self.send_error(404)
-        return
-      self.send_response(200)
-      self.send_header('Content-Length', str(len(body)))
-      self.end_headers()
-      self.wfile.write(body)
-
-    def log_message(self, *args):
-      pass
-
-  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-  threading.Thread(target=server.serve_forever, daemon=True).start()
-  try:
-    yield files, f'http://127.0.0.1:{server.server_address[1]}'
-  finally:
-    server.shutdown()
-    server.server_close()
 
 
 # ---------------------------------------------------------------- cifar10
@@ -411,7 +350,7 @@ def test_digits_through_the_script_without_network(tmp_path):
   # Any network use would go to a dead proxy and fail.
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
              http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(REPO, 'download_and_convert_data.py'),
        '--dataset_name=digits', f'--dataset_dir={out}'],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
@@ -436,7 +375,7 @@ def test_digits_through_the_script_without_network(tmp_path):
 
 
 def _script(*args):
-  return subprocess.run(
+  return script_runner.run(
       [sys.executable, os.path.join(REPO, 'download_and_convert_data.py'),
        *args], cwd=REPO, capture_output=True, text=True, timeout=300,
       check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))

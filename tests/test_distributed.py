@@ -19,6 +19,7 @@ import pytest
 
 from slimkit.deployment import cluster as cluster_lib
 from slimkit.deployment import model_deploy
+from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
@@ -173,7 +174,7 @@ def test_deployment_config_checks_the_cluster():
 def test_script_refuses_bad_cluster_flags_before_writing(tmp_path, cifar_dir,
                                                          flags, message):
   train_dir = tmp_path / 'train'
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, SCRIPT, f'--train_dir={train_dir}',
        f'--dataset_dir={cifar_dir}', '--dataset_name=cifar10',
        '--model_name=cifarnet', *flags], env=_env(), cwd=ROOT,
@@ -302,7 +303,7 @@ def test_two_workers_train_in_sync_as_one_process_of_twice_the_batch(
 
 def _validated(train_dir, tag='eval/Accuracy'):
   """{step: value} of `tag` in train_dir/validation."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   values = {}
   for path in sorted(glob.glob(str(train_dir / 'validation' / 'events.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -313,8 +314,8 @@ def _validated(train_dir, tag='eval/Accuracy'):
 
 
 def _checkpoint(prefix):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from slimkit import checkpoints
   reader = tf.train.load_checkpoint(str(prefix))
   return {name: reader.get_tensor(key)
           for name, key in checkpoints.named_values(str(prefix)).items()}

@@ -1,52 +1,17 @@
 """Tests of datasets/download.py: downloads, safe extraction and unpickling."""
 
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import stat
 import tarfile
-import threading
 import zipfile
 
 import numpy as np
 import pytest
 
 from slimkit.datasets import download
-
-
-@pytest.fixture
-def http_server(monkeypatch):
-  """Serves `files[path] = bytes` on 127.0.0.1; yields (files, base_url)."""
-  for name in ('http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY',
-               'all_proxy', 'ALL_PROXY'):
-    monkeypatch.delenv(name, raising=False)
-  files = {}
-
-  class Handler(http.server.BaseHTTPRequestHandler):
-
-    def do_GET(self):  # pylint: disable=invalid-name
-      body = files.get(self.path)
-      if body is None:
-        self.send_error(404)
-        return
-      self.send_response(200)
-      self.send_header('Content-Length', str(len(body)))
-      self.end_headers()
-      self.wfile.write(body)
-
-    def log_message(self, *args):
-      pass
-
-  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
-  thread.start()
-  try:
-    yield files, f'http://127.0.0.1:{server.server_address[1]}'
-  finally:
-    server.shutdown()
-    server.server_close()
 
 
 def _sha256(data):

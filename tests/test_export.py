@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +13,8 @@ from slimkit.export import saved_model
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 
-from tests.test_checkpoints import build, random_values, write_tf1_checkpoint
+from tests import script_runner
+from tests.tf1_checkpoints import build, random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,15 +97,14 @@ def test_export_needs_logits():
   net = nets_factory.get_network_fn('lenet', num_classes=0)
   net(tf.zeros([1, 28, 28, 1]))
   with pytest.raises(ValueError, match='num_classes'):
-    saved_model.export_saved_model(net, lambda image, h, w: image, '/nonexistent',
-                              image_size=28, channels=1)
+    saved_model.export_saved_model(net, lambda image, h, w: image,
+                                   '/nonexistent', image_size=28, channels=1)
 
 
 def _run(script, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+  result = script_runner.run([sys.executable, os.path.join(ROOT, script),
+                              *args], cwd=ROOT, env=env, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout
 

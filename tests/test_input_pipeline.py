@@ -361,7 +361,6 @@ def test_png_header_pixels_of_a_group_equal_the_per_record_count():
   others = [_encode(_image(3, 3, 9, 5), b'jpeg'), b'GIF89a', b'\x89P']
   encoded = tf.constant(pngs + others)
   head = tf.strings.substr(encoded, 0, 2)
-  # pylint: disable=protected-access
   pixels = input_pipeline._png_pixels(encoded, head).numpy()
   assert list(pixels) == [7 * 13, 40 * 3, 0, 0, 0]
   for png, count in zip(pngs, pixels):

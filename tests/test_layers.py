@@ -48,8 +48,9 @@ def test_training_matches_keras_and_updates_statistics_as_tf_slim(scale):
   np.testing.assert_allclose(y_ours, y_ref, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(tape.gradient(loss_ours, x),
                              tape.gradient(loss_ref, x), rtol=1e-4, atol=1e-4)
-  for g_ours, g_ref in zip(tape.gradient(loss_ours, ours.trainable_weights),
-                           tape.gradient(loss_ref, reference.trainable_weights)):
+  grads_ours = tape.gradient(loss_ours, ours.trainable_weights)
+  grads_ref = tape.gradient(loss_ref, reference.trainable_weights)
+  for g_ours, g_ref in zip(grads_ours, grads_ref):
     np.testing.assert_allclose(g_ours, g_ref, rtol=1e-4)
 
   batch_mean = np.mean(x.numpy(), axis=(0, 1, 2))
@@ -112,7 +113,7 @@ def test_layers_of_the_same_shape_start_from_different_weights(name):
   # One initializer instance is bound to many layers; each weight must still
   # get its own draw (Keras 3 fixes an unseeded initializer's seed when it is
   # made, so shared, it repeated the same values for the same shape).
-  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
+  from slimkit.nets import nets_factory
   net = nets_factory.get_network_fn(name, num_classes=10)
   net(tf.zeros([1, 64, 64, 3]))
   seen = {}

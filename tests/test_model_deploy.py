@@ -3,13 +3,13 @@
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 from slimkit.deployment import model_deploy
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +42,7 @@ def test_devices_of_the_clones():
 
 
 def test_more_clones_than_gpus_is_refused():
-  if model_deploy._gpus():  # pylint: disable=protected-access
+  if model_deploy._gpus():
     pytest.skip('this machine has GPUs')
   config = model_deploy.DeploymentConfig(num_clones=64)
   with pytest.raises(model_deploy.DeploymentError,
@@ -52,7 +52,7 @@ def test_more_clones_than_gpus_is_refused():
 
 
 def test_one_clone_is_one_device():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   strategy = model_deploy.DeploymentConfig().strategy()
   assert isinstance(strategy, tf.distribute.OneDeviceStrategy)
   assert strategy.num_replicas_in_sync == 1
@@ -78,7 +78,7 @@ _EQUIVALENCE = textwrap.dedent(r'''
 
   def dataset_fn(clones):
     def fn(ctx):
-      del ctx  # One worker: one pipeline whose batches go to the clones in turn.
+      del ctx  # One worker: one pipeline, its batches to the clones in turn.
       # With two clones, each global batch of 2b is cut into halves that
       # follow each other: clone 0 gets the first half, clone 1 the second.
       return tf.data.Dataset.from_tensor_slices((
@@ -122,7 +122,7 @@ _EQUIVALENCE = textwrap.dedent(r'''
 
 def test_two_clones_of_b_update_as_one_clone_of_2b(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, '-c', _EQUIVALENCE, str(tmp_path)], env=env, cwd=ROOT,
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -10,7 +10,6 @@ cifarnet and alexnet_v2 options against hand computations, and the wiring of
 import inspect
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -24,6 +23,7 @@ from slimkit.nets import alexnet
 from slimkit.nets import cifarnet
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
+from tests import script_runner
 from tests import tiny_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -412,9 +412,9 @@ def test_print_model_lists_the_options_and_builds_with_them():
 
 def _run_script(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=env, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 @pytest.mark.parametrize('options, expected', [

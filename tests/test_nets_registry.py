@@ -1,13 +1,13 @@
 """One sweep over every registered net (`nets_factory.list_networks()`).
 
 For each net: parameter and variable counts at the default size pinned to
-TF-Slim's (DESIGN.md's table), TF-Slim's end-point names and shapes, a
-forward pass and a finite gradient for every trainable variable at a small
-size, a `get_config`/`from_config` rebuild, pre-logits features with
-`num_classes=0`, unique, scoped variable names, and the `activation` option
-(ELU reaching every activated layer; crelu's wider inputs under the same
-names). A tiny-data training run
-per family checks that each architecture learns.
+TF-Slim's (the table in docs/tf_slim_reference.md), TF-Slim's end-point
+names and shapes, a forward pass and a finite gradient for every trainable
+variable at a small size, a `get_config`/`from_config` rebuild, pre-logits
+features with `num_classes=0`, unique, scoped variable names, and the
+`activation` option (ELU reaching every activated layer; crelu's wider inputs
+under the same names). A tiny-data training run per family checks that each
+architecture learns.
 
 Default-size builds only trace the net (`get_concrete_function`), so no big
 forward pass runs; the module-scoped fixtures build each net once and are
@@ -30,7 +30,7 @@ class Spec:
   """What TF-Slim's version of a net looks like, and how to test it small.
 
   Attributes:
-    trainable: Trainable parameters at `classes` (DESIGN.md's table).
+    trainable: Trainable parameters at `classes` (docs/tf_slim_reference.md).
     variables: All variables, batch-norm statistics included.
     end_points: TF-Slim end-point names and their shapes at batch 1 and the
       default image size.

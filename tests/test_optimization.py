@@ -1,11 +1,9 @@
 """Optimizers and learning-rate schedules: TF-Slim's semantics, by name."""
 
-import functools
 import inspect
 import json
 import math
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -15,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from slimkit.training import optimization
-from slimkit.nets import layers
 from slimkit.nets import nets_factory
-from slimkit.nets import network
+from tests import script_runner
+from tests import tiny_nets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -247,55 +245,22 @@ def _not_decayed(path):
   return path.endswith(('/biases', '/BatchNorm/beta', '/BatchNorm/gamma'))
 
 
-def _net_with_every_kind_of_variable(seed=0):
-  """A tiny net with weights, depthwise weights, BN beta/gamma and biases.
-
-  Built from the slim layers every net uses, so the variables have TF-Slim's
-  names (`Tiny/conv1/BatchNorm/gamma`); values random everywhere, since zero
-  biases and betas would hide a decay.
-  """
-  bn = functools.partial(layers.batch_norm, scale=True)
-
-  class Tiny(network.Network):
-
-    def __init__(self):
-      super().__init__(scope='Tiny', num_classes=3, is_training=True)
-      self.conv1 = layers.Conv2D(4, 3, normalizer=bn, name='conv1')
-      self.depthwise = layers.SeparableConv2D(None, 3, normalizer=bn,
-                                              name='Conv2d_1_depthwise')
-      self.logits = layers.FullyConnected(3, activation=None, name='logits')
-
-    def forward(self, images, training):
-      net = self.depthwise(self.conv1(images, training=training),
-                           training=training)
-      logits = self.logits(layers.global_avg_pool(net, keepdims=False))
-      return logits, {'Logits': logits}
-
-  net = Tiny()
-  net(tf.zeros([1, 8, 8, 1]), training=False)
-  rng = np.random.RandomState(seed)
-  for v in net.trainable_variables:
-    v.assign(rng.uniform(0.5, 1.5, v.shape).astype(np.float32))
-  return net
-
-
 def test_the_decoupled_optimizers_are_registered_as_such():
   assert optimization.optimizers_where(
       lambda e: e.decoupled_weight_decay) == list(DECOUPLED)
-  assert sorted(v.path for v in
-                _net_with_every_kind_of_variable().trainable_variables) == [
-                    'Tiny/Conv2d_1_depthwise/BatchNorm/beta',
-                    'Tiny/Conv2d_1_depthwise/BatchNorm/gamma',
-                    'Tiny/Conv2d_1_depthwise/depthwise_weights',
-                    'Tiny/conv1/BatchNorm/beta', 'Tiny/conv1/BatchNorm/gamma',
-                    'Tiny/conv1/weights', 'Tiny/logits/biases',
-                    'Tiny/logits/weights']
+  net = tiny_nets.net_with_every_kind_of_variable()
+  assert sorted(v.path for v in net.trainable_variables) == [
+      'Tiny/Conv2d_1_depthwise/BatchNorm/beta',
+      'Tiny/Conv2d_1_depthwise/BatchNorm/gamma',
+      'Tiny/Conv2d_1_depthwise/depthwise_weights',
+      'Tiny/conv1/BatchNorm/beta', 'Tiny/conv1/BatchNorm/gamma',
+      'Tiny/conv1/weights', 'Tiny/logits/biases', 'Tiny/logits/weights']
 
 
 @pytest.mark.parametrize('name', sorted(KERAS_OPTIMIZERS))
 def test_new_optimizers_update_as_keras_own(name):
-  ours_net = _net_with_every_kind_of_variable()
-  keras_net = _net_with_every_kind_of_variable()
+  ours_net = tiny_nets.net_with_every_kind_of_variable()
+  keras_net = tiny_nets.net_with_every_kind_of_variable()
   ours = optimization.build_optimizer(name, 0.01, HPARAMS)
   reference = KERAS_OPTIMIZERS[name](0.01)
   if name in DECOUPLED:
@@ -310,7 +275,7 @@ def test_new_optimizers_update_as_keras_own(name):
                              ours_net.trainable_variables))
     reference.apply_gradients(zip([tf.constant(g) for g in grads],
                                   keras_net.trainable_variables))
-  start = _net_with_every_kind_of_variable()
+  start = tiny_nets.net_with_every_kind_of_variable()
   for a, b, v0 in zip(ours_net.trainable_variables,
                       keras_net.trainable_variables, start.trainable_variables):
     assert not np.allclose(a.numpy(), v0.numpy())  # it moved
@@ -323,7 +288,7 @@ def test_new_optimizers_update_as_keras_own(name):
 @pytest.mark.parametrize('name', [n for n in optimization.list_optimizers()
                                   if n != 'ftrl'])
 def test_only_decoupled_decay_moves_weights_on_zero_gradients(name):
-  net = _net_with_every_kind_of_variable()
+  net = tiny_nets.net_with_every_kind_of_variable()
   before = {v.path: v.numpy() for v in net.trainable_variables}
   lr = 0.1
   optimization.build_optimizer(name, lr, HPARAMS).apply_gradients(
@@ -363,14 +328,14 @@ _MIRRORED_DECAY = textwrap.dedent(r'''
   import tensorflow as tf
   from slimkit.deployment import model_deploy
   from slimkit.training import optimization
-  from tests import test_optimization
+  from tests import tiny_nets
 
   strategy = model_deploy.make_strategy(
       model_deploy.DeploymentConfig(num_clones=2, clone_on_cpu=True))
   report = {}
   for name in ('adamw', 'lamb', 'lion'):
     with strategy.scope():
-      net = test_optimization._net_with_every_kind_of_variable()
+      net = tiny_nets.net_with_every_kind_of_variable()
       for v in net.trainable_variables:
         v.assign(tf.fill(v.shape, 2.0))
       opt = optimization.build_optimizer(
@@ -393,7 +358,7 @@ _MIRRORED_DECAY = textwrap.dedent(r'''
 
 def test_decoupled_decay_skips_the_same_variables_on_every_clone():
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, '-c', _MIRRORED_DECAY], env=env, cwd=ROOT,
       capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr[-3000:]

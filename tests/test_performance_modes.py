@@ -1,7 +1,6 @@
 """Performance modes: synthetic input, mixed precision, XLA flag."""
 
 import os
-import subprocess
 import sys
 
 import keras
@@ -16,6 +15,7 @@ from slimkit.training import optimization
 from slimkit.training import precision
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
@@ -139,7 +139,7 @@ def test_checkpoints_have_one_layout_in_every_precision(runs, tmp_path):
 
 def _script(*flags):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run(
+  return script_runner.run(
       [sys.executable, os.path.join(ROOT, 'train_image_classifier.py'),
        '--model_name=lenet', '--batch_size=2', *flags],
       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)

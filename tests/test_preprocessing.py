@@ -335,7 +335,6 @@ def test_cifarnet_training_equals_tf_slims_op_sequence(flip, rows, columns,
   # order, whatever the brightness delta (which standardization removes).
   image = tf.cast(_random_image(rows, columns, seed=3), tf.float32)
   all_draws = tf.constant(list(draws) + [0.1 if flip else 0.9, 0.4])
-  # pylint: disable=protected-access
   ours = cifarnet_preprocessing._distorted(image, all_draws, size, size,
                                           padding=4)
   padded = tf.pad(image, [[4, 4], [4, 4], [0, 0]])

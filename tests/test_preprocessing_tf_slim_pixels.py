@@ -161,8 +161,8 @@ def test_shorter_side_and_rounding_are_tf_slims():
 
 def test_inception_training_resize_methods_are_tf1s():
   # fast_mode=False draws one of TF-Slim's four resize methods, each TF 1's
-  # (no half-pixel centres). An upscale of a random image by odd factors tells the
-  # methods and both samplings apart.
+  # (no half-pixel centres). An upscale of a random image by odd factors tells
+  # the methods and both samplings apart.
   methods = inception_preprocessing._RESIZE_METHODS
   image = tf.constant(np.random.RandomState(4).rand(8, 8, 3), tf.float32)
   tf1 = {m: tf.compat.v1.image.resize_images(image, [13, 11], method=m)

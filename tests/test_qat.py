@@ -2,7 +2,6 @@
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -14,7 +13,8 @@ from slimkit.export import tflite
 from slimkit.nets import layers
 from slimkit.nets import nets_factory
 from tests import digits_lenet
-from tests.test_checkpoints import random_values, write_tf1_checkpoint
+from tests import script_runner
+from tests.tf1_checkpoints import random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,9 +122,9 @@ print(not np.array_equal(a, b), np.array_equal(a, a2), np.array_equal(b, b2))
 
 def test_clones_drop_out_with_their_own_seeds_while_quantized():
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, '-c', _CLONE_DROPOUT],
-                          capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=600, check=False)
+  result = script_runner.run([sys.executable, '-c', _CLONE_DROPOUT],
+                             capture_output=True, text=True, env=env, cwd=ROOT,
+                             timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   # Different masks, each the seed's whichever clone draws it.
   assert result.stdout.split()[-3:] == ['True', 'True', 'True'], result.stdout
@@ -154,11 +154,11 @@ ACCURACY_NOISE = 0.005
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, digits_dir):
   """A float lenet fine-tuned two ways from the same checkpoint, on the same
   data in the same order: float, and quantization-aware from step DELAY."""
   root = tmp_path_factory.mktemp('qat')
-  data = digits_lenet.convert(root / 'digits')
+  data = digits_dir
   # No dropout: both branches then draw the same random numbers.
   no_dropout = dict(dropout_keep_prob=1.0)
   start = digits_lenet.train(data, root / 'start', steps=200,
@@ -211,7 +211,7 @@ def test_qat_int8_export_uses_the_learned_ranges(runs):
   net = _quantized_net(runs['qat'].checkpoint)
   model = tflite.convert(net, image_size=28, channels=1, quantize='int8')
   classifier = tflite.TFLiteClassifier(model)
-  interpreter = classifier._interpreter  # pylint: disable=protected-access
+  interpreter = classifier._interpreter
   inp = interpreter.get_input_details()[0]
   # The first quantize op takes the input range the net learned.
   quantize = [t for t in interpreter.get_tensor_details()
@@ -228,7 +228,7 @@ def test_qat_int8_export_uses_the_learned_ranges(runs):
   model = tflite.convert(net, image_size=28, channels=1, quantize='int8',
                          io_type='uint8')
   classifier = tflite.TFLiteClassifier(model)
-  details = classifier._interpreter  # pylint: disable=protected-access
+  details = classifier._interpreter
   assert details.get_input_details()[0]['dtype'] == np.uint8
   assert details.get_output_details()[0]['dtype'] == np.uint8
   np.testing.assert_allclose(classifier.predict(images[:64]), simulated,
@@ -268,7 +268,7 @@ def test_tensors_outside_the_layers_are_calibrated_and_learned_ranges_kept():
   # Calibrated on other data: the layers keep the ranges they learned.
   model = tflite.convert(net, image_size=32, channels=3, quantize='int8',
                          calibration_images=0.1 * images)
-  interpreter = tflite.TFLiteClassifier(model)._interpreter  # pylint: disable=protected-access
+  interpreter = tflite.TFLiteClassifier(model)._interpreter
   details = interpreter.get_tensor_details()
   edges = {d['index'] for d in interpreter.get_input_details() +
            interpreter.get_output_details()}
@@ -283,9 +283,9 @@ def test_tensors_outside_the_layers_are_calibrated_and_learned_ranges_kept():
 
 def _run(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _printed_accuracy(stdout):

@@ -18,7 +18,6 @@ import tensorflow as tf
 
 from slimkit import seeds
 from slimkit.datasets import dataset_factory
-from slimkit.datasets import digits as digits_lib
 from slimkit.datasets import input_pipeline
 from slimkit import evaluator
 from slimkit.training import loss_watch
@@ -27,27 +26,35 @@ from slimkit.training import optimization
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-  directory = str(tmp_path_factory.mktemp('digits'))
-  digits_lib.run(directory)
-  return directory
+def digits(digits_dir):
+  return digits_dir
 
 
-def _script(name, *args):
+def _script(name, *args, new_interpreter=False):
+  """Runs a script; returns its CompletedProcess after checking it passed.
+
+  By default the script runs forked from a process that imported TensorFlow
+  (tests/script_runner.py). A run that must repeat another bit for bit is
+  given `new_interpreter=True`: a new Python process, with its own hash seed
+  and its own TensorFlow import, so nothing shared by the forked runs can
+  make two runs agree.
+  """
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, os.path.join(ROOT, name), *args],
-                          capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=600, check=False)
+  run = subprocess.run if new_interpreter else script_runner.run
+  result = run([sys.executable, os.path.join(ROOT, name), *args],
+               capture_output=True, text=True, env=env, cwd=ROOT,
+               timeout=600, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
 
 
-def _train_script(digits, train_dir, *extra, steps=4):
+def _train_script(digits, train_dir, *extra, steps=4, new_interpreter=False):
   # A checkpoint at every step; inception-style augmentation (random crop,
   # flip, brightness) so that the input's random draws count too.
   return _script(
@@ -58,7 +65,8 @@ def _train_script(digits, train_dir, *extra, steps=4):
       '--learning_rate=0.01', '--learning_rate_decay_type=fixed',
       '--weight_decay=0', f'--max_number_of_steps={steps}',
       '--log_every_n_steps=2', '--save_interval_secs=0', '--num_readers=2',
-      '--num_preprocessing_threads=3', *extra)
+      '--num_preprocessing_threads=3', *extra,
+      new_interpreter=new_interpreter)
 
 
 def _train(train_dir, steps, random_seed, split=None, augmented=False):
@@ -147,7 +155,8 @@ def test_a_drawn_seed_is_logged_and_the_flagfile_repeats_the_run(digits,
     assert f'--random_seed={found.group(1)}\n' in f.read()
   _script('train_image_classifier.py',
           f'--flagfile={tmp_path / "a" / "flags.txt"}',
-          f'--train_dir={tmp_path / "b"}', '--save_summaries_secs=100000')
+          f'--train_dir={tmp_path / "b"}', '--save_summaries_secs=100000',
+          new_interpreter=True)
   first = _checkpoints(tmp_path / 'a')
   assert 6 in first and 4 in first
   _assert_identical(first, _checkpoints(tmp_path / 'b'))
@@ -172,7 +181,7 @@ def test_two_clones_are_reproducible_and_validation_changes_nothing(
             '--batch_size=4', '--max_number_of_steps=7']
   result = _train_script(digits, tmp_path / 'a', *clones,
                          '--eval_every_n_steps=3')
-  _train_script(digits, tmp_path / 'b', *clones)
+  _train_script(digits, tmp_path / 'b', *clones, new_interpreter=True)
   _assert_identical(_checkpoints(tmp_path / 'a'), _checkpoints(tmp_path / 'b'))
   validation = str(tmp_path / 'a' / 'validation')
   accuracy = _scalars(validation, 'eval/Accuracy')
@@ -192,7 +201,7 @@ def test_two_clones_are_reproducible_and_validation_changes_nothing(
 def test_a_bad_validation_split_is_refused_before_anything_is_written(
     digits, tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, 'train_image_classifier.py'),
        f'--train_dir={tmp_path / "t"}', '--dataset_name=digits',
        f'--dataset_dir={digits}', '--model_name=lenet',

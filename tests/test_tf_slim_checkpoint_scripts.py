@@ -8,20 +8,20 @@ same checkpoint directly, and its `ExponentialMovingAverage` shadows with
 """
 
 import os
-import subprocess
 import sys
 
 import numpy as np
 import tensorflow as tf
 
+from tests import script_runner
 from tests import tiny_records
-from tests.test_checkpoints import build, random_values, write_tf1_checkpoint
+from tests.tf1_checkpoints import build, random_values, write_tf1_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(script, *args):
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
       capture_output=True, text=True, timeout=300,
       env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '2'})
@@ -50,7 +50,7 @@ def test_fine_tune_and_evaluate_a_tf_slim_checkpoint(tmp_path):
 
   assert 'Restored 6 variables' in log and 'excluded 2' in log, log[-2000:]
   ours = build('lenet', channels=1)
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  from slimkit import checkpoints
   checkpoints.restore(ours, str(train_dir))
   trained = ours.slim_variables()
   # Restored and frozen: exactly TF-Slim's values after 3 steps.

@@ -4,7 +4,6 @@ import builtins
 import glob
 import os
 import re
-import subprocess
 import sys
 
 import keras
@@ -14,6 +13,7 @@ import tensorflow as tf
 
 from slimkit.export import tflite
 from tests import digits_lenet
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 150
@@ -21,10 +21,10 @@ CALIBRATION_IMAGES = 200
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, digits_dir):
   """Digits converted, lenet trained, every variant exported once."""
   root = tmp_path_factory.mktemp('tflite')
-  data = digits_lenet.convert(root / 'digits')
+  data = digits_dir
   result = digits_lenet.train(data, root / 'train', steps=STEPS)
   net = digits_lenet.restored_net(result.checkpoint)
   train_images, _ = digits_lenet.images(data, 'train')
@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
 
 def _raw_interpreter(path):
   """TF's own interpreter, used directly: the reference for our wrapper."""
-  import warnings  # pylint: disable=import-outside-toplevel
+  import warnings
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
     interpreter = tf.lite.Interpreter(model_path=path)
@@ -133,9 +133,9 @@ def test_int8_accuracy_is_within_a_point_of_the_float_model(trained):
 
 def _run(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _event_values(logdir):

@@ -4,7 +4,6 @@ import glob
 import json
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +19,7 @@ from slimkit.training import optimization
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
@@ -186,9 +186,9 @@ def test_non_finite_loss_stops_training_without_a_bad_checkpoint(tmp_path):
 
 def _run_script(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=env, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _event_tags(logdir):
@@ -288,7 +288,8 @@ def test_users_command_shape_runs_four_clones_on_cpu(tmp_path):
     ('--optimizer=adamx',
      r'--optimizer=adamx: value should be one of <.*adamw'),
     ('--batch_size=0', '--batch_size=0'),
-    ('--model_name=lenet5', r'--model_name=lenet5: value should be one of <.*lenet'),
+    ('--model_name=lenet5',
+     r'--model_name=lenet5: value should be one of <.*lenet'),
     ('--learning_rate_decay_type=cosine', '--learning_rate_decay_type=cosine '
      'decays to --end_learning_rate at the last step: it needs '
      '--max_number_of_steps'),
@@ -309,7 +310,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, flag,
   assert not os.path.exists(tmp_path / 'train')
 
 
-# TF-Slim's flags and defaults (DESIGN.md), which existing commands rely on.
+# TF-Slim's flags and defaults, which existing commands rely on
+# (docs/tf_slim_reference.md).
 TRAIN_DEFAULTS = dict(
     train_dir='/tmp/tfmodel/', num_clones=1, clone_on_cpu=False,
     worker_replicas=1, num_ps_tasks=0, task=0, num_readers=4,
@@ -350,9 +352,9 @@ def test_every_tf_slim_flag_exists_with_its_default(script, expected):
           'print(json.dumps({f.name: f.default for f in '
           'flags.FLAGS.get_flags_for_module("slimkit.flags")}))')
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run([sys.executable, '-c', code], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          check=False)
+  result = script_runner.run([sys.executable, '-c', code], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300,
+                             check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   defaults = json.loads(result.stdout.strip().splitlines()[-1])
   for name, value in expected.items():
@@ -362,8 +364,8 @@ def test_every_tf_slim_flag_exists_with_its_default(script, expected):
 
 def _tiny_batch_norm_net():
   """A conv with batch norm and a logits layer: BN statistics to protect."""
-  from slimkit.nets import layers  # pylint: disable=g-import-not-at-top
-  from slimkit.nets import network  # pylint: disable=g-import-not-at-top
+  from slimkit.nets import layers
+  from slimkit.nets import network
 
   class TinyBN(network.Network):
 

@@ -9,7 +9,6 @@ import glob
 import inspect
 import math
 import os
-import subprocess
 import sys
 
 import keras
@@ -23,6 +22,7 @@ from slimkit.training import optimization
 from slimkit.training import trainer
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
@@ -31,9 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run_script(script, *args):
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        env=env, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run([sys.executable, os.path.join(ROOT, script), *args],
+                           env=env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600, check=False)
 
 
 def _scalars(logdir, tag):

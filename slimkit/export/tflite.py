@@ -97,7 +97,7 @@ def interpreter_class(runtime='auto'):
     raise ValueError(f'runtime={runtime!r}; valid: {", ".join(RUNTIMES)}')
   if runtime in ('auto', 'litert'):
     try:
-      from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+      from ai_edge_litert import interpreter as litert
       return litert.Interpreter, 'litert'
     except ImportError:
       if runtime == 'litert':
@@ -135,7 +135,7 @@ def _frozen(function):
   # The converter keeps Keras 3 variables as resource variables (READ_VARIABLE
   # ops reading nothing) from a SavedModel or a concrete function; frozen to
   # constants first, they become the model's weights.
-  from tensorflow.python.framework import convert_to_constants  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.framework import convert_to_constants
   return convert_to_constants.convert_variables_to_constants_v2(
       function.get_concrete_function())
 
@@ -277,8 +277,8 @@ def with_metadata(model, metadata):
   Returns:
     The new bytes.
   """
-  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
-  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.python import schema_py_generated as schema
+  from tensorflow.lite.tools import flatbuffer_utils
   obj = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
   buffer = schema.BufferT()
   buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(),
@@ -331,7 +331,7 @@ def read_metadata(model):
 
 
 def _parse_metadata(content, source):
-  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  from tensorflow.lite.python import schema_py_generated as schema
   try:
     root = schema.Model.GetRootAs(content, 0)
     for i in range(root.MetadataLength()):
@@ -557,7 +557,7 @@ class TFLiteClassifier:
     Raises:
       TFLiteModelError: when neither is known (a file from elsewhere).
     """
-    from slimkit.preprocessing import preprocessing_factory  # pylint: disable=g-import-not-at-top
+    from slimkit.preprocessing import preprocessing_factory
     name = preprocessing_name or (self.metadata or {}).get(
         'preprocessing_name')
     if not name:

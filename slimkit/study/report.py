@@ -189,7 +189,8 @@ def notes(info, summaries):
         'than momentum does.')
   for flag, names in sorted(unread.items()):
     said.append(
-        f'`--{flag}` does not enter ' + ', '.join(f'`{n}`' for n in sorted(names))
+        f'`--{flag}` does not enter '
+        + ', '.join(f'`{n}`' for n in sorted(names))
         + ': rows that differ only in it are the same training, repeated.')
   if len(info.seeds) == 1:
     said.append('One seed per configuration: a difference smaller than the '
@@ -274,9 +275,9 @@ def _aligned(curves):
 
 
 def _plot(path, summaries, field, xlabel, ylabel, by_time=False):
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  from matplotlib import pyplot
   figure, axes = pyplot.subplots(figsize=(8, 5), dpi=100)
   drawn = 0
   for summary in summaries:
@@ -336,8 +337,8 @@ def write_hparams(study_dir, info, results):
   Rewritten in full each time (old ones removed), so a rebuilt report does
   not list a run twice.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+  from tensorboard.plugins.hparams import api as hp
   shown = lambda name, values: _typed([grid.display_value(name, v)
                                        for v in values])
   params = {a.name: hp.HParam(a.name, hp.Discrete(shown(a.name, a.values)))

@@ -1,1 +1,1 @@
-"""Training: the loop, its loss and moving averages, optimizers and schedules."""
+"""Training: the loop, its loss, moving averages, optimizers and schedules."""

@@ -1,14 +1,17 @@
 """Shared helpers of the reliability suite: tiny datasets and script runs.
 
-Every test here runs the real scripts in subprocesses (real signals, real
-files), on LeNet with SGD and batches of 4 so that a run takes seconds.
+Every test here runs the real scripts in processes of their own (real
+files; real subprocesses where signals are sent), on LeNet with SGD and
+batches of 4 so that a run takes seconds. `run` forks them from a process
+that has imported TensorFlow (tests/script_runner.py).
 """
 
 import os
-import subprocess
 import sys
 
 import tensorflow as tf
+
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -49,9 +52,13 @@ def eval_args(dataset_dir, checkpoint_path, **extra):
 
 
 def run(args, timeout=240, **kwargs):
-  """Runs a command to completion; returns the CompletedProcess (text)."""
-  return subprocess.run(args, capture_output=True, text=True, env=env(),
-                        cwd=ROOT, timeout=timeout, **kwargs)
+  """Runs a script to completion; returns the CompletedProcess (text).
+
+  The script runs in a process forked with TensorFlow already imported
+  (tests/script_runner.py).
+  """
+  return script_runner.run(args, capture_output=True, text=True, env=env(),
+                           cwd=ROOT, timeout=timeout, **kwargs)
 
 
 def checkpoint_step(prefix):

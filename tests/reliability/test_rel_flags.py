@@ -9,7 +9,6 @@ real command lines to prove the exit code and that no file was written.
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -66,7 +65,8 @@ CONVERT_CASES = [
 # parser, then its main(); both must stop with status 2 before writing.
 _RUNNER = r'''
 import contextlib, io, json, os, runpy, sys
-script, cases, base = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+script = sys.argv[1]
+cases, base = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 sys.argv = [script]
 module = runpy.run_path(script, run_name='flag_check')
 from absl import flags
@@ -113,8 +113,8 @@ def _check(results, out_dir):
     if code != 2 or f'--{flag}' not in message and flag not in message:
       bad.append(f'--{flag}={value}: exit {code!r}, message {message!r}')
   assert not bad, '\n'.join(bad)
-  assert not os.path.exists(out_dir), 'a file was written: %s' % (
-      rel_common.tree(out_dir),)
+  assert not os.path.exists(out_dir), (
+      f'a file was written: {rel_common.tree(out_dir)}')
 
 
 def test_every_bad_train_flag_exits_2_naming_it(mnist_dir, tmp_path):

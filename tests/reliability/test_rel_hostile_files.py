@@ -130,9 +130,9 @@ def test_a_decompression_bomb_image_is_refused_by_name(sandbox):
       Image.fromarray(pixels).save(photos / name / f'{j}.png')
   bomb = photos / 'cats' / 'bomb.png'
   bomb.write_bytes(rel_common.png_bomb())
-  proc = _convert(root, dataset_dir, '--dataset_name=custom',
-                  f'--images_dir={photos}', '--num_workers=1',
-                  '--validation_fraction=0')
+  _convert(root, dataset_dir, '--dataset_name=custom',
+           f'--images_dir={photos}', '--num_workers=1',
+           '--validation_fraction=0')
   skipped = (dataset_dir / 'skipped_files.txt').read_text()
   assert str(bomb) in skipped and 'decompression bomb' in skipped, skipped
   # The six real photos were converted; the bomb was not.

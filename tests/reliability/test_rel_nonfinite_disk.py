@@ -13,7 +13,6 @@ import resource
 import signal
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
