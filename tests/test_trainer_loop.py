@@ -173,3 +173,54 @@ def _tags(train_dir):
     for event in tf.compat.v1.train.summary_iterator(path):
       tags.update(value.tag for value in event.summary.value)
   return tags
+
+
+# --- In this process, on one device. ---
+
+
+def _train_synthetic(train_dir, num_classes, steps):
+  import keras  # pylint: disable=g-import-not-at-top
+  from slimkit.datasets import dataset_factory  # pylint: disable=g-import-not-at-top
+  from slimkit.deployment import model_deploy  # pylint: disable=g-import-not-at-top
+  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
+  from slimkit.training import optimization  # pylint: disable=g-import-not-at-top
+  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(1)
+  split = dataclasses.replace(
+      dataset_factory.get_split('synthetic', 'train', None),
+      num_classes=num_classes)
+  return trainer.train(
+      strategy=model_deploy.DeploymentConfig().strategy(),
+      network_fn=lambda: nets_factory.get_network_fn('lenet', num_classes,
+                                                     is_training=True),
+      dataset_fn=lambda ctx: split.make_dataset(
+          batch_size=2, image_size=28, channels=1, seed=1, input_context=ctx),
+      optimizer_fn=lambda lr: optimization.build_optimizer('sgd', lr),
+      learning_rate=0.01,
+      options=trainer.TrainOptions(train_dir=str(train_dir), batch_size=2,
+                                   max_number_of_steps=steps,
+                                   save_summaries_secs=10 ** 6))
+
+
+def test_resuming_another_class_count_raises_the_one_mismatch_error(
+    tmp_path):
+  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  assert _train_synthetic(tmp_path, 10, 1).global_step == 1
+  with pytest.raises(checkpoints.CheckpointMismatchError) as error:
+    _train_synthetic(tmp_path, 5, 2)
+  assert 'another model or class count' in str(error.value)
+  assert 'LeNet/fc4/weights: shape (1024, 5) here, (1024, 10) in the ' \
+      'checkpoint' in str(error.value)
+  # Nothing was written: the run of 10 classes still ends at step 1.
+  assert sorted(os.listdir(tmp_path)).count('model.ckpt-1.index') == 1
+  assert not glob.glob(str(tmp_path / 'model.ckpt-2.*'))
+
+
+def test_no_readable_checkpoint_is_refused(tmp_path):
+  assert _train_synthetic(tmp_path, 10, 1).global_step == 1
+  for data in glob.glob(str(tmp_path / 'model.ckpt-1.data-*')):
+    with open(data, 'r+b') as f:
+      f.truncate(os.path.getsize(data) // 2)
+  with pytest.raises(ValueError, match='No checkpoint of .* is readable'):
+    _train_synthetic(tmp_path, 10, 2)

@@ -205,9 +205,10 @@ def check_options(strategy, options):
   if options.xla:
     raise ValueError(
         '--xla with parameter servers: XLA compiles a step on one device, '
-        'and the variables of ParameterServerStrategy live on the servers. '
-        'Drop --xla, or train on one machine or several workers in sync '
-        '(no --ps_hosts).')
+        'and the variables of ParameterServerStrategy live on the servers '
+        '(TensorFlow fails with "Trying to access resource ... located in '
+        'device /job:ps"). Drop --xla, or train on one machine or several '
+        'workers in sync (no --ps_hosts).')
 
 
 def train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
