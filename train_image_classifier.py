@@ -286,6 +286,10 @@ def main(argv):
       quantize_delay=(FLAGS.quantize_delay if FLAGS.quantize_delay >= 0
                       else None))
 
+  try:  # What the strategy cannot train with (--xla with parameter servers).
+    trainer.check_options(strategy, options)
+  except ValueError as e:
+    slim_flags.fail(str(e))
   if cluster.is_chief:  # The other workers leave train_dir alone.
     try:
       os.makedirs(FLAGS.train_dir, exist_ok=True)
