@@ -55,11 +55,9 @@ def main(argv):
     raise app.UsageError(_USAGE)
   # Imported once the flags are parsed: --help, a bad flag and a usage
   # error are answered before TensorFlow loads.
-  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from slimkit.export import saved_model
   from slimkit.export import tflite
-  # pylint: enable=g-import-not-at-top
   try:
     if FLAGS.tflite_model:
       classify = tflite.file_classifier(FLAGS.tflite_model)
@@ -88,13 +86,11 @@ def main(argv):
 
 def _checkpoint_classifier(checkpoint_path):
   """`fn(bytes) -> top 5` of a run's checkpoint, built from its flags.txt."""
-  # pylint: disable=g-import-not-at-top
   from slimkit import checkpoints
   from slimkit import runs
   from slimkit.export import saved_model
   from slimkit.nets import nets_factory
   from slimkit.preprocessing import preprocessing_factory
-  # pylint: enable=g-import-not-at-top
   checkpoint = checkpoints.resolve_checkpoint(checkpoint_path)
   run = runs.read_settings(checkpoint)
   if run is None:

@@ -61,12 +61,10 @@ def _base_flags(training):
 def main(argv):
   # Imported once the flags are parsed and checked: --help and a bad flag
   # are answered before TensorFlow loads.
-  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
 
   from slimkit.study import report
   from slimkit.study import results as results_lib
-  # pylint: enable=g-import-not-at-top
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   training = slim_flags.training_flags(FLAGS)

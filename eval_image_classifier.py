@@ -53,7 +53,6 @@ flags.adopt_module_key_flags(slim_flags)
 def main(argv):
   # Imported once the flags are parsed and checked: --help and a bad flag
   # are answered before TensorFlow loads.
-  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
 
   from slimkit import checkpoints
@@ -63,7 +62,6 @@ def main(argv):
   from slimkit.nets import layers
   from slimkit.nets import nets_factory
   from slimkit.preprocessing import preprocessing_factory
-  # pylint: enable=g-import-not-at-top
 
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -198,14 +196,12 @@ def _evaluate_tflite(split, tflite_model, *, input_options, eval_image_size,
     eval_dir: `--eval_dir`.
     max_num_batches: `--max_num_batches`.
   """
-  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
 
   from slimkit import evaluator
   from slimkit.datasets import input_pipeline
   from slimkit.export import tflite
   from slimkit.preprocessing import preprocessing_factory
-  # pylint: enable=g-import-not-at-top
   try:
     classifier = tflite.TFLiteClassifier(tflite_model)
   except (tflite.TFLiteModelError, tflite.MissingRuntimeError,
@@ -269,11 +265,9 @@ def _eval_input(split, preprocess, image_size, *, batch_size,
                 skip_corrupt_records):
   """The eval `dataset_fn` of `split`, and the counter of the records
   `--skip_corrupt_records` drops (None without it)."""
-  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
 
   from slimkit.datasets import input_pipeline
-  # pylint: enable=g-import-not-at-top
   skipped = (tf.Variable(0, dtype=tf.int64, trainable=False)
              if skip_corrupt_records else None)
   skip_options = (dict(skip_corrupt=True, skip_counter=skipped)
@@ -292,7 +286,7 @@ def _eval_input(split, preprocess, image_size, *, batch_size,
 
 def _print_metrics(source, metrics):
   """Prints one evaluation's metrics after `source`."""
-  from slimkit import evaluator  # pylint: disable=g-import-not-at-top
+  from slimkit import evaluator
   skipped_text = (f', {metrics["skipped_records"]} corrupt records skipped'
                   if 'skipped_records' in metrics else '')
   print(f'{source}: {evaluator.format_metrics(metrics)} '

@@ -78,7 +78,7 @@ def _calibration_split(quantization_aware, *, output_format, quantize,
 
 def _calibration_images(split, preprocess, image_size, channels, *,
                         num_images, num_preprocessing_threads):
-  from slimkit.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+  from slimkit.datasets import input_pipeline
   dataset = input_pipeline.make_dataset(
       split, preprocess, batch_size=1, is_training=False,
       image_size=image_size,
@@ -93,7 +93,6 @@ def main(argv):
   del argv
   # Imported once the flags are parsed and checked: --help and a bad flag
   # are answered before TensorFlow loads.
-  # pylint: disable=g-import-not-at-top
   from slimkit import checkpoints
   from slimkit import runs
   from slimkit.datasets import dataset_utils
@@ -102,7 +101,6 @@ def main(argv):
   from slimkit.nets import layers
   from slimkit.nets import nets_factory
   from slimkit.preprocessing import preprocessing_factory
-  # pylint: enable=g-import-not-at-top
   if FLAGS.output_format == 'tflite':
     if not FLAGS.checkpoint_path or not FLAGS.output_file:
       raise app.UsageError('--checkpoint_path and --output_file are required '

@@ -104,7 +104,7 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
     ValueError: for an unknown name (with close matches).
   """
   # Imported here: --help and a bad flag are answered before TensorFlow loads.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
   entry = nets_factory.get_entry(model_name)
   if num_classes is None:

@@ -45,7 +45,6 @@ flags.adopt_module_key_flags(slim_flags)
 def main(argv):
   # Imported once the flags are parsed and checked: --help and a bad flag
   # are answered before TensorFlow loads.
-  # pylint: disable=g-import-not-at-top
   import tensorflow as tf
 
   from slimkit import checkpoints
@@ -60,7 +59,6 @@ def main(argv):
   from slimkit.training import optimization
   from slimkit.training import optimizer_specs
   from slimkit.training import trainer
-  # pylint: enable=g-import-not-at-top
 
   if len(argv) > 1:
     slim_flags.fail(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -323,6 +321,8 @@ def main(argv):
     # A lost worker or parameter server: say which, and how to recover.
     slim_flags.fail(cluster_lib.explain_peer_error(
         cluster, e, FLAGS.collective_timeout_secs or None), status=1)
+  if result.stopped_by:
+    return  # the trainer said where it stopped and how to resume
   logging.info('Finished at global step %d; checkpoint %s. Watch with: '
                'tensorboard --logdir %s', result.global_step,
                result.checkpoint, FLAGS.train_dir)

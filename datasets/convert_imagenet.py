@@ -542,11 +542,9 @@ def run(dataset_dir, imagenet_dir=None, labels_file=None,
 
 def main(argv=None):
   """Runs with TF-Slim's build_imagenet_data.py flag names."""
-  # pylint: disable=g-import-not-at-top
   from absl import app
 
   from slimkit import flags as slim_flags
-  # pylint: enable=g-import-not-at-top
   slim_flags.define_build_imagenet_flags()
 
   def run(_):

@@ -36,7 +36,7 @@ from typing import Optional, Tuple
 from slimkit.nets import nets_factory
 
 FLAGS_FILE = 'flags.txt'
-# Where the trainer writes its validation events (trainer.VALIDATION_DIR).
+# Where the trainer writes its validation events.
 VALIDATION_DIR = 'validation'
 CHECKPOINT_STATE_FILE = 'checkpoint'
 
@@ -220,7 +220,7 @@ def dataset_num_classes(dataset_name, dataset_dir=None, synthetic=None):
       count needs a folder that is not given.
     FileNotFoundError: naming the folder that lacks the description.
   """
-  from slimkit.datasets import dataset_factory  # pylint: disable=g-import-not-at-top
+  from slimkit.datasets import dataset_factory
   module = dataset_factory.DATASETS.get(dataset_name).load()
   if dataset_name == 'synthetic' and synthetic:
     return int(synthetic)
@@ -406,7 +406,7 @@ def checkpoint_step(checkpoint_path):
     pruned or cut short while a live run is read gives the step in its name
     (`model.ckpt-<step>`, how TF-Slim and our trainer name them).
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   path = os.fspath(checkpoint_path)
   prefix = newest_checkpoint(path) if os.path.isdir(path) else path
   if prefix is None:
@@ -495,7 +495,7 @@ def scalars(directory, tag):
 
 
 def _read_events(directory, tags):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   found = {tag: {} for tag in tags}
   for path in sorted(glob.glob(os.path.join(directory, 'events.out.*'))):
     try:
@@ -516,10 +516,10 @@ def _read_events(directory, tags):
 
 def count_parameters(train_dir):
   """Trainable parameters of the newest checkpoint's net (None without)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
-  from slimkit.nets import layers  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import tensorflow as tf
+  from slimkit import checkpoints
+  from slimkit.nets import layers
   # Batch-norm statistics and fake-quant ranges are variables, not
   # parameters.
   not_parameters = ('/moving_mean', '/moving_variance') + (

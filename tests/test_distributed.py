@@ -4,12 +4,10 @@ Every process is started and ended here, listens on a free port of
 127.0.0.1 only, and is waited for with a timeout.
 """
 
-import contextlib
 import glob
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,68 +17,14 @@ import pytest
 
 from slimkit.deployment import cluster as cluster_lib
 from slimkit.deployment import model_deploy
+from tests import local_cluster
 from tests import script_runner
 from tests import seeding
 from tests import tiny_records
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, 'train_image_classifier.py')
-TIMEOUT = 240  # Seconds any one process may run.
-
-
-def _env(**extra):
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', **extra)
-  if 'TF_CONFIG' not in extra:
-    env.pop('TF_CONFIG', None)
-  return env
-
-
-def _free_ports(count):
-  """Distinct free ports of 127.0.0.1 (all held open until all are chosen)."""
-  with contextlib.ExitStack() as stack:
-    ports = []
-    for _ in range(count):
-      sock = stack.enter_context(socket.socket(socket.AF_INET,
-                                               socket.SOCK_STREAM))
-      sock.bind(('127.0.0.1', 0))
-      ports.append(sock.getsockname()[1])
-    return ports
-
-
-class _Processes:
-  """Starts processes with logs in files; ends whatever is left on exit."""
-
-  def __init__(self, log_dir):
-    self.log_dir = str(log_dir)
-    self.procs = {}
-
-  def start(self, name, args, env):
-    log = open(os.path.join(self.log_dir, f'{name}.log'), 'w')
-    self.procs[name] = (subprocess.Popen(args, stdout=log,
-                                         stderr=subprocess.STDOUT, env=env,
-                                         cwd=ROOT), log)
-    return self.procs[name][0]
-
-  def wait(self, name, timeout=TIMEOUT):
-    proc = self.procs[name][0]
-    try:
-      return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-      pytest.fail(f'{name} did not finish in {timeout} s:\n{self.log(name)}')
-
-  def log(self, name):
-    with open(os.path.join(self.log_dir, f'{name}.log')) as f:
-      return f.read()
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *exc):
-    for proc, log in self.procs.values():
-      if proc.poll() is None:
-        proc.kill()
-      proc.wait(timeout=30)
-      log.close()
+ROOT = local_cluster.ROOT
+SCRIPT = local_cluster.SCRIPT
+TIMEOUT = local_cluster.TIMEOUT
 
 
 @pytest.fixture(scope='module')
@@ -177,7 +121,7 @@ def test_script_refuses_bad_cluster_flags_before_writing(tmp_path, cifar_dir,
   result = script_runner.run(
       [sys.executable, SCRIPT, f'--train_dir={train_dir}',
        f'--dataset_dir={cifar_dir}', '--dataset_name=cifar10',
-       '--model_name=cifarnet', *flags], env=_env(), cwd=ROOT,
+       '--model_name=cifarnet', *flags], env=local_cluster.env(), cwd=ROOT,
       capture_output=True, text=True, timeout=TIMEOUT, check=False)
   assert result.returncode == 2, result.stderr[-2000:]
   assert re.search(message, result.stderr), result.stderr[-2000:]
@@ -256,19 +200,20 @@ _WORKER = textwrap.dedent(r'''
 def test_two_workers_train_in_sync_as_one_process_of_twice_the_batch(
     tmp_path, cifar_dir):
   batch = 4
-  ports = _free_ports(2)
+  ports = local_cluster.free_ports(2)
   workers = [f'127.0.0.1:{p}' for p in ports]
-  with _Processes(tmp_path) as procs:
+  with local_cluster.Processes(tmp_path) as procs:
     for task in (0, 1):
       tf_config = json.dumps({'cluster': {'worker': workers},
                               'task': {'type': 'worker', 'index': task}})
       procs.start(f'worker{task}', [
           sys.executable, '-c', _WORKER, cifar_dir,
           str(tmp_path / f'train{task}'), str(tmp_path / f'worker{task}.npz'),
-          str(batch)], _env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path)))
+          str(batch)],
+        local_cluster.env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path)))
     procs.start('single', [
         sys.executable, '-c', _WORKER, cifar_dir, str(tmp_path / 'single'),
-        str(tmp_path / 'single.npz'), str(2 * batch)], _env())
+        str(tmp_path / 'single.npz'), str(2 * batch)], local_cluster.env())
     for name in ('worker0', 'worker1', 'single'):
       assert procs.wait(name) == 0, procs.log(name)[-3000:]
   chief, other, single = (dict(np.load(tmp_path / f'{n}.npz'))
@@ -321,14 +266,6 @@ def _checkpoint(prefix):
           for name, key in checkpoints.named_values(str(prefix)).items()}
 
 
-def _script_args(train_dir, dataset_dir, *extra):
-  return [sys.executable, SCRIPT, f'--train_dir={train_dir}',
-          f'--dataset_dir={dataset_dir}', '--dataset_name=cifar10',
-          '--model_name=cifarnet', '--optimizer=sgd', '--batch_size=8',
-          '--save_summaries_secs=600', '--num_readers=1',
-          '--num_preprocessing_threads=1', *extra]
-
-
 def _logged_losses(log):
   return [float(x) for x in re.findall(r'global step \d+: loss = ([\d.]+)',
                                        log)]
@@ -336,26 +273,27 @@ def _logged_losses(log):
 
 def test_parameter_servers_train_asynchronously_and_the_loss_falls(
     tmp_path, cifar_dir):
-  worker_ports, ps_ports = _free_ports(2), _free_ports(1)
+  worker_ports = local_cluster.free_ports(2)
+  ps_ports = local_cluster.free_ports(1)
   hosts = [f'--worker_hosts=127.0.0.1:{worker_ports[0]},'
            f'127.0.0.1:{worker_ports[1]}',
            f'--ps_hosts=127.0.0.1:{ps_ports[0]}']
-  with _Processes(tmp_path) as procs:
+  with local_cluster.Processes(tmp_path) as procs:
     # Servers need no dataset flags: the coordinator sends them the work.
     procs.start('ps0', [sys.executable, SCRIPT, '--job_name=ps', '--task=0',
-                        *hosts], _env())
+                        *hosts], local_cluster.env())
     for task in (0, 1):
       procs.start(f'worker{task}', [sys.executable, SCRIPT,
                                     '--job_name=worker', f'--task={task}',
-                                    *hosts], _env())
-    procs.start('chief', _script_args(
+                                    *hosts], local_cluster.env())
+    procs.start('chief', local_cluster.script_args(
         tmp_path / 'train', cifar_dir, '--job_name=chief', *hosts,
         '--num_ps_tasks=1', '--worker_replicas=2', '--learning_rate=0.02',
         '--max_number_of_steps=40', '--log_every_n_steps=2',
         f'--random_seed={seeding.SEED}', '--eval_every_n_steps=15',
         # The loss of all 64 training records, not of one batch: it falls
         # steadily where a single batch's moves by as much as it falls.
-        '--validation_split_name=train'), _env())
+        '--validation_split_name=train'), local_cluster.env())
     assert procs.wait('chief') == 0, procs.log('chief')[-3000:]
     for name in ('ps0', 'worker0', 'worker1'):
       assert procs.procs[name][0].poll() is None, procs.log(name)[-2000:]
@@ -370,14 +308,15 @@ def test_parameter_servers_train_asynchronously_and_the_loss_falls(
 
 def test_a_lost_worker_stops_the_other_with_an_error_naming_it(
     tmp_path, cifar_dir):
-  ports = _free_ports(2)
+  ports = local_cluster.free_ports(2)
   hosts = f'--worker_hosts=127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}'
-  with _Processes(tmp_path) as procs:
+  with local_cluster.Processes(tmp_path) as procs:
     for task in (0, 1):
-      procs.start(f'worker{task}', _script_args(
+      procs.start(f'worker{task}', local_cluster.script_args(
           tmp_path / f'train{task}', cifar_dir, hosts, f'--task={task}',
           '--max_number_of_steps=100000', '--log_every_n_steps=1',
-          '--collective_timeout_secs=20'), _env(TMPDIR=str(tmp_path)))
+          '--collective_timeout_secs=20'),
+        local_cluster.env(TMPDIR=str(tmp_path)))
     # Wait (bounded) until both train, then kill worker 1.
     worker1 = procs.procs['worker1'][0]
     waited = 0.0

@@ -97,19 +97,17 @@ def test_model_name_is_an_enum_of_the_registry(script):
   if 'dataset_name' in report['enums']:
     assert report['enums']['dataset_name'] == dataset_factory.list_datasets()
   if 'preprocessing_name' in report['enums']:
-    from slimkit.preprocessing import preprocessing_factory  # pylint: disable=g-import-not-at-top
+    from slimkit.preprocessing import preprocessing_factory
     assert report['enums']['preprocessing_name'] == sorted(
         set(preprocessing_factory.list_preprocessing()) |
         set(nets_factory.list_networks()))
 
 
 def test_the_tensorflow_free_choices_match_the_library():
-  # pylint: disable=g-import-not-at-top
   from slimkit import seeds
   from slimkit.export import tflite
   from slimkit.preprocessing import preprocessing_factory
   from slimkit.training import precision
-  # pylint: enable=g-import-not-at-top
   assert list(choices.PREPROCESSING_STYLES) == (
       preprocessing_factory.list_preprocessing())
   assert choices.PRECISIONS == tuple(precision.PRECISIONS)

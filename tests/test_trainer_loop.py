@@ -17,7 +17,8 @@ import textwrap
 
 import pytest
 
-from tests import test_distributed as dist
+from tests import local_cluster as dist
+from tests import tiny_records
 
 # The coordinator, in this file's own wiring: trains to argv[3] steps with
 # the features on, then prints the result.
@@ -76,11 +77,11 @@ def _cluster(procs, ports):
   hosts = [f'--worker_hosts={",".join(workers)}',
            f'--ps_hosts=127.0.0.1:{ports[2]}']
   procs.start('ps0', [sys.executable, dist.SCRIPT, '--job_name=ps',
-                      '--task=0', *hosts], dist._env())
+                      '--task=0', *hosts], dist.env())
   for task in (0, 1):
     procs.start(f'worker{task}', [sys.executable, dist.SCRIPT,
                                   '--job_name=worker', f'--task={task}',
-                                  *hosts], dist._env())
+                                  *hosts], dist.env())
   return hosts, (','.join(workers), f'127.0.0.1:{ports[2]}')
 
 
@@ -88,19 +89,19 @@ def _coordinate(procs, name, cluster, cifar_dir, train_dir, steps,
                 precision='float32'):
   return procs.start(name, [sys.executable, '-c', _COORDINATOR, cifar_dir,
                             str(train_dir), str(steps), precision, *cluster],
-                     dist._env())
+                     dist.env())
 
 
 @pytest.fixture(scope='module')
 def cifar_dir(tmp_path_factory):
-  return dist.tiny_records.write_dataset(
+  return tiny_records.write_dataset(
       tmp_path_factory.mktemp('cifar10'), 'cifar10', {'train': 64})
 
 
 def test_parameter_servers_get_every_feature_of_the_loop(tmp_path, cifar_dir):
   train_dir = tmp_path / 'train'
-  with dist._Processes(tmp_path) as procs:
-    hosts, cluster = _cluster(procs, dist._free_ports(3))
+  with dist.Processes(tmp_path) as procs:
+    hosts, cluster = _cluster(procs, dist.free_ports(3))
     # 1. Mixed precision, EMA, summaries, validation, seeded: 4 steps.
     _coordinate(procs, 'first', cluster, cifar_dir, train_dir, 4,
                 'mixed_bfloat16')
@@ -136,10 +137,10 @@ def test_parameter_servers_get_every_feature_of_the_loop(tmp_path, cifar_dir):
     assert third['checkpoint'].endswith(f'model.ckpt-{third["step"]}')
     # 4. --xla is refused before anything is written.
     refused = subprocess.run(
-        dist._script_args(tmp_path / 'xla', cifar_dir, '--job_name=chief',
+        dist.script_args(tmp_path / 'xla', cifar_dir, '--job_name=chief',
                           *hosts, '--num_ps_tasks=1', '--worker_replicas=2',
                           '--xla'),
-        env=dist._env(), cwd=dist.ROOT, capture_output=True, text=True,
+        env=dist.env(), cwd=dist.ROOT, capture_output=True, text=True,
         timeout=dist.TIMEOUT, check=False)
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert '--xla with parameter servers' in refused.stderr
@@ -162,12 +163,12 @@ def _wait_for(procs, name, text):
 
 
 def _keys(prefix):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   return [k for k, _ in tf.train.list_variables(str(prefix))]
 
 
 def _tags(train_dir):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
   tags = set()
   for path in glob.glob(str(train_dir / 'events.*')):
     for event in tf.compat.v1.train.summary_iterator(path):
@@ -179,13 +180,13 @@ def _tags(train_dir):
 
 
 def _train_synthetic(train_dir, num_classes, steps):
-  import keras  # pylint: disable=g-import-not-at-top
-  from slimkit.datasets import dataset_factory  # pylint: disable=g-import-not-at-top
-  from slimkit.deployment import model_deploy  # pylint: disable=g-import-not-at-top
-  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
-  from slimkit.training import optimization  # pylint: disable=g-import-not-at-top
-  from slimkit.training import trainer  # pylint: disable=g-import-not-at-top
-  import dataclasses  # pylint: disable=g-import-not-at-top
+  import keras
+  from slimkit.datasets import dataset_factory
+  from slimkit.deployment import model_deploy
+  from slimkit.nets import nets_factory
+  from slimkit.training import optimization
+  from slimkit.training import trainer
+  import dataclasses
   keras.utils.set_random_seed(1)
   split = dataclasses.replace(
       dataset_factory.get_split('synthetic', 'train', None),
@@ -205,7 +206,7 @@ def _train_synthetic(train_dir, num_classes, steps):
 
 def test_resuming_another_class_count_raises_the_one_mismatch_error(
     tmp_path):
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
+  from slimkit import checkpoints
   assert _train_synthetic(tmp_path, 10, 1).global_step == 1
   with pytest.raises(checkpoints.CheckpointMismatchError) as error:
     _train_synthetic(tmp_path, 5, 2)

@@ -336,8 +336,8 @@ def restored_net(model_name, checkpoint_path, *, num_classes, image_size,
   Raises:
     checkpoints.CheckpointError: when the checkpoint does not fit the net.
   """
-  from slimkit import checkpoints  # pylint: disable=g-import-not-at-top
-  from slimkit.nets import nets_factory  # pylint: disable=g-import-not-at-top
+  from slimkit import checkpoints
+  from slimkit.nets import nets_factory
 
   def build(depth):
     net = nets_factory.get_network_fn(model_name, num_classes=num_classes,
@@ -365,7 +365,7 @@ def run_labels(dataset_dir, labels_offset=0):
 
   The dataset's label k is the net's class k - labels_offset.
   """
-  from slimkit.datasets import dataset_utils  # pylint: disable=g-import-not-at-top
+  from slimkit.datasets import dataset_utils
   if not dataset_dir or not os.path.isfile(
       os.path.join(dataset_dir, dataset_utils.LABELS_FILENAME)):
     return None

@@ -30,7 +30,6 @@ TensorFlow-free registries (`choices`). The groups live by concern:
 nothing; `obsolete_flag_warnings()` says what replaces it.
 """
 
-# pylint: disable=g-importing-member
 from slimkit.flags.core import (  # noqa: F401
     FLAGS, MODULE, OBSOLETE, fail, obsolete_flag_warnings, parse_flags,
     read_flagfile_value, split_scopes, write_flagfile)

@@ -84,7 +84,7 @@ def write_flagfile(path, module_name=MODULE):
       package by default).
   """
   # Imported here: it imports TensorFlow, which parsing never needs.
-  from slimkit.datasets import dataset_utils  # pylint: disable=g-import-not-at-top
+  from slimkit.datasets import dataset_utils
   lines = sorted(f.serialize() for f in FLAGS.get_flags_for_module(module_name)
                  if f.value is not None)
   with dataset_utils.atomic_output(path) as tmp_path:  # never half a file

@@ -88,7 +88,7 @@ def fail_on_input_error(split, error):
     The `error` itself when it is not about the records.
   """
   # Imported here: it imports TensorFlow, which parsing never needs.
-  from slimkit.datasets import input_pipeline  # pylint: disable=g-import-not-at-top
+  from slimkit.datasets import input_pipeline
   explained = input_pipeline.explain_input_error(split, error)
   if explained is error:
     raise error

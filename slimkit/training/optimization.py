@@ -69,7 +69,6 @@ from keras import ops
 from slimkit.registry import Registry
 from slimkit.training import optimizer_specs
 # The TensorFlow-free part, re-exported: flags and the study read it there.
-# pylint: disable=g-importing-member
 from slimkit.training.optimizer_specs import (  # noqa: F401
     OptimizerHParams, TF_SLIM_WEIGHT_DECAY, list_optimizers, list_schedules,
     net_weight_decay, optimizer_warnings, optimizers_where)

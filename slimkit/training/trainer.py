@@ -62,6 +62,7 @@ import tensorflow as tf
 from slimkit import checkpoints
 from slimkit import evaluator
 from slimkit import resume
+from slimkit import runs
 from slimkit.deployment import collectives
 from slimkit.nets import layers
 from slimkit.training import loss_watch
@@ -77,8 +78,9 @@ MovingAverage = losses.MovingAverage
 CheckpointSaveError = resume.CheckpointSaveError
 
 CHECKPOINT_NAME = 'model.ckpt'
-# Where validation during training writes its summaries, in train_dir.
-VALIDATION_DIR = 'validation'
+# Where validation during training writes its summaries, in train_dir (a
+# run's folder layout is described once, by its reader).
+VALIDATION_DIR = runs.VALIDATION_DIR
 
 
 class NonFiniteLossError(RuntimeError):
@@ -175,11 +177,15 @@ class TrainResult:
     loss: The last logged total loss (None without a step).
     checkpoint: The last checkpoint written.
     validation: `(step, metrics)` of each validation of this process.
+    stopped_by: What stopped the run before its last step ('SIGTERM',
+      'SIGINT', 'Ctrl-C'), or None when it ran to the end or its input ran
+      out.
   """
   global_step: int
   loss: Optional[float]
   checkpoint: Optional[str]
   validation: tuple = ()
+  stopped_by: Optional[str] = None
 
 
 def _uses_parameter_servers(strategy):
@@ -405,6 +411,7 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
 
   last_save = last_summary = time.time()
   summarized = False
+  interrupted = None
   stop = signals.StopOnSignal()
   try:
     stop.__enter__()
@@ -426,6 +433,9 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
         logging.info('The input ran out at global step %d.', step)
         break
       step += count
+      if start_step == 0 and step == count == 1:
+        # Step 1's loss comes from the initial weights, before any update.
+        log.initial(cross_entropy)
       if summarize:
         summarized, last_summary = True, now
       if step % options.log_every_n_steps == 0 or step == max_steps:
@@ -438,6 +448,7 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
         last_checkpoint = save(step)
         last_save = time.time()
   except KeyboardInterrupt:
+    interrupted = 'Ctrl-C'
     runner.finish()
     logging.warning('Interrupted at global step %d; saving a checkpoint.', step)
   finally:
@@ -457,7 +468,8 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
     log.loss = float(loss)
   return TrainResult(global_step=step, loss=log.loss,
                      checkpoint=last_checkpoint,
-                     validation=tuple(validator.results))
+                     validation=tuple(validator.results),
+                     stopped_by=stop.requested or interrupted)
 
 
 def _check_finite(runner):
@@ -476,6 +488,12 @@ class _Log:
     self.watch = loss_watch.LossWatch(
         net.num_classes or 1,
         aux_weight=losses.AUX_LOSS_WEIGHT if has_aux else 0.0)
+
+  def initial(self, cross_entropy):
+    """Notes a first cross-entropy that only the initial weights explain."""
+    note = self.watch.initial(float(cross_entropy))
+    if note:
+      logging.info(note)
 
   def line(self, step, loss, cross_entropy, summarized, max_steps,
            check_finite):
