@@ -106,6 +106,26 @@ def get_entry(name):
   return NETWORKS.get(name)
 
 
+def names_with_scope(scope):
+  """The registered nets whose variables live under `scope` (`LeNet`).
+
+  Width variants share their family's scope (`MobilenetV1` holds every
+  `mobilenet_v1_*`). Only nets whose name spells the scope are built, to
+  confirm it: this runs on error paths, and building all nets takes seconds.
+
+  Args:
+    scope: The first component of a checkpoint's variable names.
+
+  Returns:
+    The sorted registry names, empty when no registered net has that scope.
+  """
+  spelled = scope.replace('_', '').lower()
+  candidates = [n for n in list_networks()
+                if n.replace('_', '').lower().startswith(spelled)]
+  return sorted(n for n in candidates
+                if get_network_fn(n, num_classes=1).name == scope)
+
+
 def get_network_fn(name, num_classes, weight_decay=0.0, is_training=False,
                    **options):
   """Builds the net `name` (its variables are created on the first call).

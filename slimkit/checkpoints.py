@@ -339,6 +339,48 @@ def restore(model, checkpoint_path, *, exclude_scopes=(),
   return report
 
 
+def stored_scopes(checkpoint_path):
+  """The top-level scopes of a checkpoint's model variables (`{'LeNet'}`)."""
+  path = resolve_checkpoint(checkpoint_path)
+  names = list(named_values(path)) or [
+      name for name, _ in tf.train.list_variables(path)
+      if not name.startswith(('global_step', 'optimizer', '_CHECKPOINTABLE'))]
+  return {name.split('/')[0] for name in names if '/' in name}
+
+
+def other_net_message(model, checkpoint_path):
+  """Says which net a checkpoint holds when it is not `model`'s.
+
+  A checkpoint of another net fails to restore with every variable missing;
+  the remedies for fine-tuning (excluding scopes, ignoring missing
+  variables) would then evaluate or export an untrained net. Its variable
+  scopes name the net it holds.
+
+  Args:
+    model: The built net that did not restore.
+    checkpoint_path: The checkpoint.
+
+  Returns:
+    A message naming the checkpoint's net and the `--model_name` to pass,
+    or None when the checkpoint holds `model`'s scope (the nets agree, and
+    the variables differ for another reason).
+  """
+  scopes = stored_scopes(checkpoint_path)
+  if not scopes or model.name in scopes:
+    return None
+  from slimkit.nets import nets_factory  # the registry builds nets: on demand
+  found = [(scope, nets_factory.names_with_scope(scope))
+           for scope in sorted(scopes)]
+  held = '; '.join(f'{scope}/ ({" or ".join(names) or "not a registered net"})'
+                   for scope, names in found)
+  names = [name for _, names in found for name in names]
+  advice = (f' Pass --model_name={names[0]}' +
+            (f' (or {", ".join(names[1:])}: the same scope, other widths)'
+             if len(names) > 1 else '') + '.' if names else '')
+  return (f'{checkpoint_path} holds another net: its variables are under '
+          f'{held}, the net built is {model.name}/.{advice}')
+
+
 def has_quant_ranges(checkpoint_path):
   """Whether a checkpoint holds fake-quantization ranges (trained with QAT)."""
   path = resolve_checkpoint(checkpoint_path)

@@ -70,8 +70,16 @@ def restore_for_eval(net, checkpoint, moving_average_decay=None):
       fake-quantized net (`--quantize`) meets a checkpoint without ranges,
       or a variable is missing or of another shape.
   """
-  report = checkpoints.restore(net, checkpoint,
-                               use_moving_average=bool(moving_average_decay))
+  try:
+    report = checkpoints.restore(net, checkpoint,
+                                 use_moving_average=bool(moving_average_decay))
+  except checkpoints.CheckpointError:
+    # Evaluating needs every variable: name the checkpoint's own net rather
+    # than the fine-tuning remedies, which would score an untrained one.
+    other = checkpoints.other_net_message(net, checkpoint)
+    if other:
+      raise ValueError(other) from None
+    raise
   if report.fresh_ranges and getattr(net, 'quantized', False):
     raise ValueError(
         f'{checkpoint} has no quantization ranges ({report.fresh_ranges[0]}, '

@@ -355,8 +355,14 @@ def restored_net(model_name, checkpoint_path, *, num_classes, image_size,
       net = build(channels)
   if fake_quant is not None:
     net.enable_fake_quant(fake_quant)
-  report = checkpoints.restore(net, checkpoint_path,
-                               use_moving_average=use_moving_average)
+  try:
+    report = checkpoints.restore(net, checkpoint_path,
+                                 use_moving_average=use_moving_average)
+  except checkpoints.CheckpointError:
+    other = checkpoints.other_net_message(net, checkpoint_path)
+    if other:  # say which net it is, not how to skip its variables
+      raise checkpoints.CheckpointError(other) from None
+    raise
   return net, channels, report
 
 
