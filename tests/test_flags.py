@@ -66,6 +66,7 @@ def _typo_case(script):
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_help_and_flag_errors_come_before_tensorflow(script):
   proc, report = _run(script, '--help')
+  assert proc.returncode == 0, proc.stderr[-2000:]  # help is not an error
   assert not report['tensorflow'] and not report['keras'], report
   # --help lists the script's own flags (key flags adopted from the
   # package), not only absl's.
@@ -86,6 +87,14 @@ def test_help_and_flag_errors_come_before_tensorflow(script):
     error = proc.stderr.strip().splitlines()[0]
     assert f'--{name}={value}' in error and value[:-1] in error, error
     assert not report['tensorflow'] and not report['keras'], report
+
+
+def test_a_missing_flagfile_is_one_plain_error_line():
+  proc, _ = _run('compare_methods.py', '--flagfile=/no/such.flags')
+  assert proc.returncode == 2
+  assert proc.stderr.splitlines()[0] == (
+      'compare_methods.py: error: Unable to open flagfile: [Errno 2] No such '
+      "file or directory: '/no/such.flags'")
 
 
 @pytest.mark.parametrize('script', [s for s in SCRIPTS

@@ -54,19 +54,32 @@ def obsolete_flag_warnings(values):
   return warnings
 
 
+_HELP_FLAGS = ('-?', '-h', '--help', '--helpshort', '--helpfull',
+               '--helpxml')
+
+
 def parse_flags(argv):
   """absl's `flags_parser` that exits with status 2 on a bad flag.
 
   absl exits with status 1 on flag errors; status 2 is the usual one for
   usage errors (argparse's), which tells a bad command line apart from a
-  failed run.
+  failed run. `--help` and its kin exit with status 0, as argparse's do.
   """
   try:
     return FLAGS(argv)
   except flags.Error as e:
-    sys.stderr.write(f'{argv[0]}: error: {e}\n'
+    # absl prefixes a flagfile's error with 'ERROR:: '; one 'error:' is enough.
+    message = str(e).removeprefix('ERROR:: ')
+    sys.stderr.write(f'{argv[0]}: error: {message}\n'
                      'Pass --helpfull to see all flags.\n')
     sys.exit(2)
+  except SystemExit as e:
+    # absl's help flags print the help and exit with status 1; asking for
+    # help is not an error.
+    if e.code == 1 and any(arg.split('=')[0] in _HELP_FLAGS
+                           for arg in argv[1:]):
+      sys.exit(0)
+    raise
 
 
 def fail(message, status=2):
