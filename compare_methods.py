@@ -69,7 +69,7 @@ def _backend_or_fail():
   if FLAGS.backend == 'local':
     given = [name for name in _RAY_FLAGS if FLAGS[name].present]
     if given:
-      slim_flags.fail(f'--{given[0]}={FLAGS[given[0]].value} needs '
+      slim_flags.fail(f'{FLAGS[given[0]].serialize()} needs '
                       '--backend=ray (Ray Tune runs the trials and their '
                       'early stopping); the local backend trains every run '
                       'to --max_number_of_steps.')

@@ -185,18 +185,18 @@ def _validation_points(run_dir):
       os.path.join(run_dir, trainer.VALIDATION_DIR), 'eval/Accuracy')]
 
 
-def _train_run(study, run, cwd, report, start_training):
+def _train_run(study, run, report, start_training, node=None):
   """One trial: starts the run, reports its validation points, records how
   it ended in `study_run.json` (when it ends by itself).
 
   Args:
     study: The `runner.Study`.
     run: The `grid.Run`.
-    cwd: The folder relative paths of the command are relative to.
     report: Called with each `{TIME_ATTR: step, METRIC: accuracy}`; may
       raise (SystemExit) when Tune stops the trial.
     start_training: Called with the run's argv and folder; returns the
       process (or an object with `poll`, `wait` and `pid` of a group).
+    node: The Ray node's id, recorded in `study_run.json`.
   """
   run_dir = study.run_dir(run)
   os.makedirs(run_dir, exist_ok=True)
@@ -204,7 +204,7 @@ def _train_run(study, run, cwd, report, start_training):
   segments = status.get('segments', [])
   start = time.time()
   runner.write_status(run_dir, dict(
-      status, state=runner.RUNNING, node=socket.gethostname(),
+      status, state=runner.RUNNING, node=socket.gethostname(), ray_node=node,
       segments=segments + [[start, start]]))
   child = start_training(study.argv(run), run_dir)
   last = -1
@@ -233,7 +233,7 @@ def _train_run(study, run, cwd, report, start_training):
              f'{study.max_number_of_steps}')
   runner.write_status(run_dir, dict(
       status, state=state, error=error, returncode=returncode,
-      global_step=step, node=socket.gethostname(),
+      global_step=step, node=socket.gethostname(), ray_node=node,
       segments=segments + [[start, time.time()]]))
   return state
 
@@ -351,7 +351,8 @@ def run_study(study, options, *, log=print,
     run = by_name[config['run']]
     start = start_training or (lambda argv, run_dir: _start(
         argv, run_dir, cwd, dict(os.environ)))
-    _train_run(study, run, cwd, tune.report, start)
+    _train_run(study, run, tune.report, start,
+               node=ray.get_runtime_context().get_node_id())
 
   stopped = {}
   states = {}
@@ -392,6 +393,9 @@ def run_study(study, options, *, log=print,
         'starting it again, from its last checkpoint.')
 
   recorder = _recorder(tune, ended=ended, retried=retried, log=log)
+  # Tune's own result loggers would put event files in study_dir, where
+  # `tensorboard --logdir study_dir` would list them as runs.
+  os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
   tuner = tune.Tuner(
       tune.with_resources(trial, {'cpu': options.cpus_per_run,
                                   'gpu': options.gpus_per_run}
