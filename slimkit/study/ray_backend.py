@@ -185,57 +185,93 @@ def _validation_points(run_dir):
       os.path.join(run_dir, trainer.VALIDATION_DIR), 'eval/Accuracy')]
 
 
-def _train_run(study, run, report, start_training, node=None):
-  """One trial: starts the run, reports its validation points, records how
-  it ended in `study_run.json` (when it ends by itself).
+class RunFollower:
+  """One run as a trial: starts it, hands out its validation points, and
+  records in `study_run.json` how it ended when it ends by itself.
 
-  Args:
-    study: The `runner.Study`.
-    run: The `grid.Run`.
-    report: Called with each `{TIME_ATTR: step, METRIC: accuracy}`; may
-      raise (SystemExit) when Tune stops the trial.
-    start_training: Called with the run's argv and folder; returns the
-      process (or an object with `poll`, `wait` and `pid` of a group).
-    node: The Ray node's id, recorded in `study_run.json`.
+  Tune's class API drives it: `next_result` is a trial's `step` (it blocks
+  until the run validates or ends), `close` its `cleanup` (Tune waits for
+  it before it ends the trial's process, which takes its direct children
+  with it: so the run is stopped and saves its checkpoint first).
   """
-  run_dir = study.run_dir(run)
-  os.makedirs(run_dir, exist_ok=True)
-  status = runner.read_status(run_dir)
-  segments = status.get('segments', [])
-  start = time.time()
-  runner.write_status(run_dir, dict(
-      status, state=runner.RUNNING, node=socket.gethostname(), ray_node=node,
-      segments=segments + [[start, start]]))
-  child = start_training(study.argv(run), run_dir)
-  last = -1
-  try:
+
+  def __init__(self, study, run, start_training, node=None):
+    """Starts the run.
+
+    Args:
+      study: The `runner.Study`.
+      run: The `grid.Run`.
+      start_training: Called with the run's argv and folder; returns the
+        process, leader of its own process group.
+      node: The Ray node's id, recorded in `study_run.json`.
+    """
+    self.study, self.run, self.node = study, run, node
+    self.run_dir = study.run_dir(run)
+    os.makedirs(self.run_dir, exist_ok=True)
+    self.status = runner.read_status(self.run_dir)
+    self.segments = self.status.get('segments', [])
+    self.start = time.time()
+    self._write(state=runner.RUNNING, segments=self.segments + [
+        [self.start, self.start]])
+    self.child = start_training(study.argv(run), self.run_dir)
+    self.last = -1  # the last step handed out
+    self.ended = False
+
+  def _write(self, **status):
+    runner.write_status(self.run_dir, dict(
+        self.status, node=socket.gethostname(), ray_node=self.node,
+        **status))
+
+  def _record_end(self):
+    returncode = self.child.wait()
+    step = runner.checkpoint_step(self.run_dir)
+    max_steps = self.study.max_number_of_steps
+    if returncode == 0 and step >= max_steps:
+      state, error = runner.FINISHED, None
+    else:
+      state = runner.FAILED
+      error = (f'exit status {returncode}; see its train.log' if returncode
+               else f'stopped at global step {step} of {max_steps}')
+    self._write(state=state, error=error, returncode=returncode,
+                global_step=step,
+                segments=self.segments + [[self.start, time.time()]])
+
+  def next_result(self):
+    """The next validation point, `{TIME_ATTR, METRIC, 'done'}`; `{'done':
+    True}` when the run ended without another."""
     while True:
-      ended = child.poll() is not None
-      for step, accuracy in _validation_points(run_dir):
-        # The last point is reported after the state is recorded: a
-        # scheduler may stop the trial at max_t, as it reports.
-        if step > last and (ended or step < study.max_number_of_steps):
-          report({TIME_ATTR: step, METRIC: accuracy})
-          last = step
+      ended = self.child.poll() is not None
+      if ended and not self.ended:
+        # Recorded before the last point is handed out: a scheduler may
+        # stop the trial as it reads it.
+        self._record_end()
+        self.ended = True
+      for step, accuracy in _validation_points(self.run_dir):
+        if step > self.last and (
+            ended or step < self.study.max_number_of_steps):
+          self.last = step
+          return {TIME_ATTR: step, METRIC: accuracy, 'done': False}
       if ended:
-        break
+        return {'done': True}
       time.sleep(_POLL_SECS)
-  finally:
-    _stop_group(child)
-  returncode = child.wait()
-  step = runner.checkpoint_step(run_dir)
-  if returncode == 0 and step >= study.max_number_of_steps:
-    state, error = runner.FINISHED, None
-  else:
-    state = runner.FAILED
-    error = (f'exit status {returncode}; see its train.log' if returncode
-             else f'stopped at global step {step} of '
-             f'{study.max_number_of_steps}')
-  runner.write_status(run_dir, dict(
-      status, state=state, error=error, returncode=returncode,
-      global_step=step, node=socket.gethostname(), ray_node=node,
-      segments=segments + [[start, time.time()]]))
-  return state
+
+  def close(self):
+    """Stops the run's process group if it still runs (it saves) and ends
+    its time segment."""
+    if self.child.poll() is not None:  # it ended by itself
+      if not self.ended:
+        self._record_end()
+        self.ended = True
+      return
+    _stop_group(self.child)
+    status = runner.read_status(self.run_dir)
+    if status.get('state') == runner.RUNNING:  # else the driver said why
+      status['state'] = runner.STOPPED
+    segments = status.get('segments') or [[self.start, self.start]]
+    segments[-1][1] = time.time()
+    runner.write_status(self.run_dir, dict(
+        status, segments=segments,
+        global_step=runner.checkpoint_step(self.run_dir)))
 
 
 def _scheduler(tune, options, max_steps, stopped):
@@ -261,6 +297,7 @@ def _scheduler(tune, options, max_steps, stopped):
         stopped[trial.config['run']] = result[TIME_ATTR]
       return decision
 
+  Recording.__name__ = base.__name__  # as Tune's summary names it
   return Recording(time_attr=TIME_ATTR, metric=METRIC, mode='max', **kwargs)
 
 
@@ -347,12 +384,29 @@ def run_study(study, options, *, log=print,
   by_name = {run.name: run for run in study.runs}
   cwd = os.getcwd()
 
-  def trial(config):
-    run = by_name[config['run']]
-    start = start_training or (lambda argv, run_dir: _start(
-        argv, run_dir, cwd, dict(os.environ)))
-    _train_run(study, run, tune.report, start,
-               node=ray.get_runtime_context().get_node_id())
+  class Trial(tune.Trainable):
+    """A run (`RunFollower`) as a Tune trial."""
+
+    def setup(self, config):
+      start = start_training or (lambda argv, run_dir: _start(
+          argv, run_dir, cwd, dict(os.environ)))
+      self.follower = RunFollower(
+          study, by_name[config['run']], start,
+          node=ray.get_runtime_context().get_node_id())
+
+    def step(self):
+      return self.follower.next_result()
+
+    def cleanup(self):
+      self.follower.close()
+
+    # The run's own train dir is its checkpoint (a restarted trial resumes
+    # from it); Tune asks for one when it stops a trial.
+    def save_checkpoint(self, checkpoint_dir):
+      return {}
+
+    def load_checkpoint(self, checkpoint):
+      pass
 
   stopped = {}
   states = {}
@@ -393,11 +447,13 @@ def run_study(study, options, *, log=print,
         'starting it again, from its last checkpoint.')
 
   recorder = _recorder(tune, ended=ended, retried=retried, log=log)
-  # Tune's own result loggers would put event files in study_dir, where
-  # `tensorboard --logdir study_dir` would list them as runs.
+  # Tune's own TensorBoard logger would put event files in study_dir, where
+  # `tensorboard --logdir study_dir` would list them as runs: its JSON and
+  # CSV loggers only.
   os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
+  from ray.tune import logger as tune_logger  # pylint: disable=g-import-not-at-top
   tuner = tune.Tuner(
-      tune.with_resources(trial, {'cpu': options.cpus_per_run,
+      tune.with_resources(Trial, {'cpu': options.cpus_per_run,
                                   'gpu': options.gpus_per_run}
                           if not start_training else {'cpu': 0}),
       param_space={'run': tune.grid_search([run.name for run in pending])},
@@ -410,7 +466,8 @@ def run_study(study, options, *, log=print,
           name=f'tune_{time.strftime("%Y%m%d_%H%M%S")}',
           storage_path=os.path.join(study.study_dir, 'ray_results'),
           failure_config=tune.FailureConfig(max_failures=options.max_failures),
-          callbacks=[recorder], verbose=0))
+          callbacks=[recorder, tune_logger.JsonLoggerCallback(),
+                     tune_logger.CSVLoggerCallback()], verbose=0))
   # SIGTERM stops the study as Ctrl-C does (Tune handles SIGINT: it stops
   # the trials, whose training processes save a checkpoint).
   previous = signal.signal(signal.SIGTERM,
