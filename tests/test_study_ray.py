@@ -280,3 +280,18 @@ def test_a_restarted_driver_trains_no_finished_run_again(
   assert {r['state'] for r in _rows(study).values()} == {'finished'}
   with open(study / 'runs' / first / runner.STATUS_FILE) as f:
     assert len(json.load(f)['segments']) == 1
+
+
+@pytest.mark.slow
+def test_a_run_of_two_workers_placed_by_ray_train(digits, cluster, tmp_path):
+  # One worker per node (1 CPU each), TF_CONFIG from Ray Train; the same
+  # run of the local backend trained with --worker_hosts gives the numbers.
+  study = tmp_path / 'study'
+  result = _run(_argv(digits, study, '--backend=ray', '--workers_per_run=2',
+                      f'--ray_address={cluster.address}', steps=20))
+  rows = _rows(study)
+  assert [r['state'] for r in rows.values()] == ['finished'], result.stdout
+  run_dir = study / 'runs' / 'seed=0'
+  assert (run_dir / 'train.worker1.log').exists()
+  assert runner.checkpoint_step(str(run_dir)) == 20
+  assert 'x 2 workers' in result.stdout

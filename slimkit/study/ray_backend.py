@@ -43,7 +43,7 @@ _MARKERS = '.ray_storage_check'
 _POLL_SECS = 1.0
 # How long a stopped run may take to save its checkpoint and exit before
 # its process group is killed.
-_STOP_GRACE_SECS = 120
+STOP_GRACE_SECS = 120
 
 
 class BackendError(Exception):
@@ -147,34 +147,43 @@ def check_shared_storage(ray, study_dir):
           'cluster filesystem, a shared volume).')
 
 
-def _stop_group(child):
-  """SIGTERM to the run's process group (it saves a checkpoint and exits),
-  SIGKILL if it has not exited in `_STOP_GRACE_SECS`."""
-  if child.poll() is not None:
-    return
-  for signum, wait in ((signal.SIGTERM, _STOP_GRACE_SECS),
-                       (signal.SIGKILL, 30)):
-    try:
-      os.killpg(child.pid, signum)
-    except ProcessLookupError:
-      return
-    try:
-      child.wait(wait)
-      return
-    except subprocess.TimeoutExpired:
-      pass
+class ProcessGroup:
+  """A training process that leads its own process group.
 
+  `stop` sends SIGTERM to the whole group (the run saves a checkpoint and
+  exits) and SIGKILL if it has not exited in `STOP_GRACE_SECS`.
+  """
 
-def _start(argv, run_dir, cwd, env):
-  """Starts a training command, its output appended to `train.log`."""
-  with open(os.path.join(run_dir, 'train.log'), 'a') as out:
-    # Its own session: stopping the trial stops the whole group (Ray kills
-    # only the trial's own process); die_with_parent for a trial process
-    # killed outright.
-    return subprocess.Popen(
-        argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-        cwd=cwd if cwd and os.path.isdir(cwd) else None,
-        start_new_session=True, preexec_fn=runner.die_with_parent)
+  def __init__(self, argv, log_path, cwd=None, env=None):
+    with open(log_path, 'a') as out:
+      # Its own session: stopping the trial stops the whole group (Ray kills
+      # only the trial's own process); die_with_parent for a trial process
+      # killed outright.
+      self.process = subprocess.Popen(
+          argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+          cwd=cwd if cwd and os.path.isdir(cwd) else None,
+          start_new_session=True, preexec_fn=runner.die_with_parent)
+
+  def poll(self):
+    return self.process.poll()
+
+  def wait(self, timeout=None):
+    return self.process.wait(timeout)
+
+  def stop(self):
+    if self.process.poll() is not None:
+      return
+    for signum, wait in ((signal.SIGTERM, STOP_GRACE_SECS),
+                         (signal.SIGKILL, 30)):
+      try:
+        os.killpg(self.process.pid, signum)
+      except ProcessLookupError:
+        return
+      try:
+        self.process.wait(wait)
+        return
+      except subprocess.TimeoutExpired:
+        pass
 
 
 def _validation_points(run_dir):
@@ -202,7 +211,7 @@ class RunFollower:
       study: The `runner.Study`.
       run: The `grid.Run`.
       start_training: Called with the run's argv and folder; returns the
-        process, leader of its own process group.
+        started run (`ProcessGroup`, or its multi-worker counterpart).
       node: The Ray node's id, recorded in `study_run.json`.
     """
     self.study, self.run, self.node = study, run, node
@@ -263,7 +272,7 @@ class RunFollower:
         self._record_end()
         self.ended = True
       return
-    _stop_group(self.child)
+    self.child.stop()
     status = runner.read_status(self.run_dir)
     if status.get('state') == runner.RUNNING:  # else the driver said why
       status['state'] = runner.STOPPED
@@ -316,6 +325,8 @@ def _recorder(tune, **hooks):
       return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+      if METRIC not in result:  # the run's end
+        return
       self.hooks['log'](f'[study] {trial.config["run"]}: step '
                         f'{result[TIME_ATTR]}, validation accuracy '
                         f'{result[METRIC]:.4f}')
@@ -352,7 +363,7 @@ def run_study(study, options, *, log=print,
   ray, tune = import_ray()
   if options.workers_per_run > 1:
     from slimkit.study import ray_workers  # pylint: disable=g-import-not-at-top
-    start_training = ray_workers.starter(options)
+    start_training = ray_workers.starter(options, os.getcwd())
   else:
     start_training = None
   pending = [run for run in study.runs
@@ -388,8 +399,8 @@ def run_study(study, options, *, log=print,
     """A run (`RunFollower`) as a Tune trial."""
 
     def setup(self, config):
-      start = start_training or (lambda argv, run_dir: _start(
-          argv, run_dir, cwd, dict(os.environ)))
+      start = start_training or (lambda argv, run_dir: ProcessGroup(
+          argv, os.path.join(run_dir, 'train.log'), cwd, dict(os.environ)))
       self.follower = RunFollower(
           study, by_name[config['run']], start,
           node=ray.get_runtime_context().get_node_id())
