@@ -232,7 +232,7 @@ def test_a_lost_node_costs_only_the_steps_since_the_checkpoint(
   study = tmp_path / 'study'
   driver = _start(_argv(digits, study, '--vary=learning_rate=0.01,0.03',
                         '--backend=ray', f'--ray_address={cluster.address}',
-                        '--save_interval_secs=1', steps=1500))
+                        '--save_interval_secs=1', steps=600))
   head = cluster.head_node.node_id
   second = [n for n in cluster.list_all_nodes() if n.node_id != head][0]
 
@@ -240,7 +240,7 @@ def test_a_lost_node_costs_only_the_steps_since_the_checkpoint(
     for name in os.listdir(study / 'runs') if (study / 'runs').exists() else ():
       status = _status(study, name)
       if (status.get('ray_node') == second.node_id and
-          runner.checkpoint_step(str(study / 'runs' / name)) >= 100):
+          runner.checkpoint_step(str(study / 'runs' / name)) >= 60):
         return name
     return None
 

@@ -239,11 +239,19 @@ class RunFollower:
       state, error = runner.FINISHED, None
     else:
       state = runner.FAILED
-      error = (f'exit status {returncode}; see its train.log' if returncode
+      error = (self._error_line() if returncode
                else f'stopped at global step {step} of {max_steps}')
     self._write(state=state, error=error, returncode=returncode,
                 global_step=step,
                 segments=self.segments + [[self.start, time.time()]])
+
+  def _error_line(self):
+    try:
+      with open(os.path.join(self.run_dir, 'train.log'),
+                errors='replace') as f:
+        return runner.error_line(f.readlines()[-40:])
+    except OSError as e:
+      return str(e)
 
   def next_result(self):
     """The next validation point, `{TIME_ATTR, METRIC, 'done'}`; `{'done':
