@@ -219,6 +219,12 @@ class RunFollower:
     os.makedirs(self.run_dir, exist_ok=True)
     self.status = runner.read_status(self.run_dir)
     self.segments = self.status.get('segments', [])
+    log = os.path.join(self.run_dir, 'train.log')
+    if (self.segments and self.segments[-1][1] <= self.segments[-1][0] and
+        os.path.exists(log)):
+      # Its last trial died without closing its segment: it trained until
+      # its log's last line.
+      self.segments[-1][1] = max(self.segments[-1][0], os.path.getmtime(log))
     self.start = time.time()
     self._write(state=runner.RUNNING, segments=self.segments + [
         [self.start, self.start]])
