@@ -401,7 +401,8 @@ def run_study(study, options, *, log=print,
   if not pending:
     return {}
   resources = ray.cluster_resources()
-  log(f'[study] {len(pending)} run(s) on Ray: {len(ray.nodes())} node(s), '
+  nodes = sum(n['Alive'] for n in ray.nodes())
+  log(f'[study] {len(pending)} run(s) on Ray: {nodes} node(s), '
       f'{resources.get("CPU", 0):g} CPU(s), {resources.get("GPU", 0):g} '
       f'GPU(s); each run {options.cpus_per_run:g} CPU(s), '
       f'{options.gpus_per_run:g} GPU(s)'
@@ -480,7 +481,9 @@ def run_study(study, options, *, log=print,
   tuner = tune.Tuner(
       tune.with_resources(Trial, {'cpu': options.cpus_per_run,
                                   'gpu': options.gpus_per_run}
-                          if not start_training else {'cpu': 0}),
+                          # The trial only waits on its workers' placement
+                          # group: a token of memory, no CPU of theirs.
+                          if not start_training else {'memory': 1}),
       param_space={'run': tune.grid_search([run.name for run in pending])},
       tune_config=tune.TuneConfig(
           scheduler=_scheduler(tune, options, study.max_number_of_steps,
