@@ -34,6 +34,7 @@ from absl import logging
 from slimkit import flags as slim_flags
 from slimkit.nets import nets_factory
 from slimkit.study import grid
+from slimkit.study import ray_backend
 from slimkit.study import runner
 from slimkit.study import study_file
 
@@ -56,6 +57,37 @@ def _base_flags(training):
   """The training flags given (on the command line or in a flagfile)."""
   return {name: _value_text(flag) for name, flag in sorted(training.items())
           if flag.present and name not in grid.MANAGED_FLAGS}
+
+
+_RAY_FLAGS = ('ray_address', 'gpus_per_run', 'cpus_per_run', 'max_failures',
+              'early_stopping', 'grace_period_steps', 'reduction_factor',
+              'workers_per_run')
+
+
+def _backend_or_fail():
+  """The `RayOptions` of --backend=ray (None for the local backend)."""
+  if FLAGS.backend == 'local':
+    given = [name for name in _RAY_FLAGS if FLAGS[name].present]
+    if given:
+      slim_flags.fail(f'{FLAGS[given[0]].serialize()} needs '
+                      '--backend=ray (Ray Tune runs the trials and their '
+                      'early stopping); the local backend trains every run '
+                      'to --max_number_of_steps.')
+    return None
+  if FLAGS.report_only:
+    return None
+  try:
+    ray_backend.import_ray()
+  except ray_backend.BackendError as e:
+    slim_flags.fail(str(e))
+  return ray_backend.RayOptions(
+      address=FLAGS.ray_address, cpus_per_run=FLAGS.cpus_per_run,
+      gpus_per_run=FLAGS.gpus_per_run, max_failures=FLAGS.max_failures,
+      early_stopping=FLAGS.early_stopping,
+      grace_period_steps=(FLAGS.grace_period_steps or
+                          FLAGS.eval_every_n_steps),
+      reduction_factor=FLAGS.reduction_factor, parallel=FLAGS.parallel,
+      workers_per_run=FLAGS.workers_per_run)
 
 
 def main(argv):
@@ -98,12 +130,15 @@ def main(argv):
     except ValueError as e:
       slim_flags.fail(f'--model_options={FLAGS.model_options}: {e}')
 
+  backend = _backend_or_fail()
   base = _base_flags(training)
   base.pop('model_options', None)
   if not FLAGS.eval_every_n_steps:  # validate at least at the end
     base['eval_every_n_steps'] = str(FLAGS.max_number_of_steps)
   runs = grid.build_runs(axes, seeds)
-  study = runner.Study(study_dir=FLAGS.study_dir, script=_SCRIPT,
+  # Ray's trials run in folders of their own: they get absolute paths.
+  study_dir = os.path.abspath(FLAGS.study_dir) if backend else FLAGS.study_dir
+  study = runner.Study(study_dir=study_dir, script=_SCRIPT,
                        base_flags=base, model_options=FLAGS.model_options,
                        axes=axes, runs=runs,
                        max_number_of_steps=FLAGS.max_number_of_steps)
@@ -130,7 +165,13 @@ def main(argv):
   except OSError as e:
     slim_flags.fail(f'--study_dir={FLAGS.study_dir} is not writable: {e}',
                     status=1)
-  if not FLAGS.report_only:
+  if not FLAGS.report_only and backend:
+    try:
+      ray_backend.run_study(study, backend, on_run_end=write_report,
+                            log=lambda line: print(line, flush=True))
+    except ray_backend.BackendError as e:
+      slim_flags.fail(str(e), status=1)
+  elif not FLAGS.report_only:
     gpus = (0 if FLAGS.clone_on_cpu else
             len(tf.config.list_physical_devices('GPU')))
     try:

@@ -54,6 +54,9 @@ setuptools.setup(
         # The maintained TFLite runtime (LiteRT). TensorFlow 2.21 still
         # bundles a deprecated tf.lite.Interpreter, used when this is absent.
         'tflite': ['ai-edge-litert'],
+        # compare_methods.py --backend=ray: studies on a Ray cluster (Tune's
+        # trials and schedulers; Train places multi-worker runs).
+        'ray': ['ray[tune,train]>=2.60'],
         'test': [
             'pytest',
             # Parallel test processes: most tests start a script or train a
@@ -68,6 +71,8 @@ setuptools.setup(
             # minor releases add and change rules: one minor line, so a new
             # release cannot fail CI on unchanged code.
             'ruff>=0.17,<0.18',
+            # tests/test_study_ray.py: studies on a simulated Ray cluster.
+            'ray[tune,train]>=2.60',
         ],
     },
     license='Apache-2.0',

@@ -287,7 +287,9 @@ def _check_schedule_length(values):
 
 # The flags of compare_methods.py beside the training flags it passes on.
 STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only',
-               'extend_study')
+               'extend_study', 'backend', 'ray_address', 'gpus_per_run',
+               'cpus_per_run', 'max_failures', 'early_stopping',
+               'grace_period_steps', 'reduction_factor', 'workers_per_run')
 
 
 def define_study_flags():
@@ -314,6 +316,38 @@ def define_study_flags():
                    'Add seeds or values of an existing --vary axis to the '
                    'study in --study_dir (its runs stay valid). Without it '
                    'a --study_dir that holds a different study is refused.')
+  core.DEFINE_enum('backend', 'local', ['local', 'ray'],
+                   'local: the runs as processes of this machine; ray: each '
+                   'run a Ray Tune trial on a Ray cluster (pip install '
+                   '"slimkit[ray]"; see docs/studies.md).')
+  core.DEFINE_string('ray_address', None,
+                     '--backend=ray: the cluster to join (e.g. auto, '
+                     'ray://head:10001, head:6379). Default: join the Ray of '
+                     'this machine if one runs, else start one.')
+  core.DEFINE_float('gpus_per_run', 0,
+                    '--backend=ray: GPUs each run reserves (fractions share '
+                    'a GPU).', lower_bound=0)
+  core.DEFINE_float('cpus_per_run', 1,
+                    '--backend=ray: CPUs each run reserves.', lower_bound=0)
+  core.DEFINE_integer('max_failures', 2,
+                      '--backend=ray: times a run whose node died is '
+                      'started again (it resumes from its last checkpoint).',
+                      lower_bound=0)
+  core.DEFINE_enum('early_stopping', 'none', ['none', 'asha', 'median'],
+                   '--backend=ray: stop hopeless runs on their validation '
+                   'accuracy, by global step: asha (Ray Tune\'s '
+                   'ASHAScheduler) or median (MedianStoppingRule).')
+  core.DEFINE_integer('grace_period_steps', None,
+                      '--early_stopping: steps every run trains before it '
+                      'can be stopped. Default: --eval_every_n_steps.',
+                      lower_bound=1)
+  core.DEFINE_integer('reduction_factor', 4,
+                      '--early_stopping=asha: each rung keeps the best '
+                      '1/reduction_factor of the runs.', lower_bound=2)
+  core.DEFINE_integer('workers_per_run', 1,
+                      '--backend=ray: workers of each run (multi-worker '
+                      'training placed by Ray Train, TF_CONFIG).',
+                      lower_bound=1)
   flags.mark_flag_as_required('study_dir')
 
 

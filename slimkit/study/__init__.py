@@ -8,6 +8,8 @@ training flags and model options) and per seed, each as an ordinary run in
   grid.py     the grid: parse and check `--vary`, name the runs
   runner.py   run them as `train_image_classifier.py` processes: skip the
               finished, resume the interrupted, K at a time, progress
+  ray_backend.py  or as Ray Tune trials on a cluster (--backend=ray):
+              retries, early stopping; ray_workers.py: multi-worker runs
   results.py  read each run's folder (flags.txt, event files, checkpoint)
   report.py   results.csv, report.md, plots/, TensorBoard HParams
 

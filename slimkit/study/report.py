@@ -207,6 +207,7 @@ def markdown(info, summaries, results):
   """The text of `report.md`."""
   finished = sum(r.state == 'finished' for r in results)
   failed = [r for r in results if r.state == 'failed']
+  early = [r for r in results if r.stopped_by]
   wall = sum(r.wall_time or 0.0 for r in results)
   varied = '; '.join(
       f'`{a.name}`: ' + ', '.join(grid.display_value(a.name, v)
@@ -216,7 +217,9 @@ def markdown(info, summaries, results):
       f'# Study {info.name}', '',
       f'{len(results)} runs: {len(summaries)} configuration(s) x '
       f'{len(info.seeds)} seed(s) ({", ".join(map(str, info.seeds))}); '
-      f'{finished} finished, {len(failed)} failed; {_duration(wall)} of '
+      f'{finished} finished, {len(failed)} failed'
+      f'{f", {len(early)} stopped early" if early else ""}; '
+      f'{_duration(wall)} of '
       'training in all.', '',
       f'Varied: {varied}.', '',
       'Sorted by mean final validation accuracy (mean ± standard deviation '
@@ -244,6 +247,10 @@ def markdown(info, summaries, results):
   if failed:
     lines += ['', '## Failed runs', '']
     lines += [f'- `{r.name}`: {r.error}' for r in failed]
+  if early:  # ranked above with what they reached
+    lines += ['', '## Stopped early', '']
+    lines += [f'- `{r.name}`: stopped early at step {r.stopped_at} by '
+              f'{r.stopped_by}' for r in early]
   lines += ['', '## Fixed flags', '', 'Every run had these flags (and its '
             'own `--train_dir` and `--random_seed`):', '', '```']
   lines += [f'--{k}={v}' for k, v in sorted(info.fixed_flags.items())]

@@ -30,8 +30,11 @@ class RunResult:
     name: The run's folder name.
     values: `((axis, value), ...)` of the grid.
     seed: Its `--random_seed`.
-    state: 'finished', 'failed', 'stopped', 'running' or 'not started'.
+    state: 'finished', 'failed', 'stopped', 'stopped early', 'running' or
+      'not started'.
     error: The failed run's error line, or None.
+    stopped_by: What stopped it early ('ASHA', ...), or None.
+    stopped_at: The global step it was stopped early at, or None.
     final_accuracy: Validation accuracy at the last validated step.
     best_accuracy: The highest validation accuracy, at `best_step`.
     best_step: Its global step.
@@ -49,6 +52,8 @@ class RunResult:
   seed: int
   state: str
   error: Optional[str] = None
+  stopped_by: Optional[str] = None
+  stopped_at: Optional[int] = None
   final_accuracy: Optional[float] = None
   best_accuracy: Optional[float] = None
   best_step: Optional[int] = None
@@ -95,7 +100,8 @@ def read_run(run_dir, run):
   best = max(accuracy, key=lambda item: item[1]) if accuracy else None
   return RunResult(
       name=run.name, values=run.values, seed=run.seed, state=state,
-      error=status.get('error'),
+      error=status.get('error'), stopped_by=status.get('stopped_by'),
+      stopped_at=status.get('stopped_at'),
       final_accuracy=accuracy[-1][1] if accuracy else None,
       best_accuracy=best[1] if best else None,
       best_step=best[0] if best else None,

@@ -39,6 +39,8 @@ from slimkit.study import grid
 
 STATUS_FILE = 'study_run.json'
 FINISHED, FAILED, STOPPED, RUNNING = 'finished', 'failed', 'stopped', 'running'
+# Stopped by an early-stopping scheduler (--backend=ray --early_stopping).
+STOPPED_EARLY = 'stopped early'
 # Progress display only: the step and loss of the live log's lines. Results
 # are read from the run's folder (slimkit.runs), never from its log.
 _STEP_LINE = re.compile(r'global step (\d+): loss = ([-\d.naif]+)')
@@ -98,7 +100,8 @@ def read_status(run_dir):
     return {}
 
 
-def _write_status(run_dir, status):
+def write_status(run_dir, status):
+  """Replaces the run's `study_run.json` with `status` (atomically)."""
   os.makedirs(run_dir, exist_ok=True)
   path = os.path.join(run_dir, STATUS_FILE)
   with open(path + '.tmp', 'w') as f:
@@ -140,7 +143,7 @@ def gpu_slots(num_gpus, num_clones, parallel):
           for i in range(count)]
 
 
-def _error_line(lines):
+def error_line(lines):
   """The line of a failed run's output that says what went wrong."""
   for line in reversed(lines):
     if 'error:' in line or 'Error' in line:
@@ -148,14 +151,15 @@ def _error_line(lines):
   return lines[-1].strip() if lines else 'no output'
 
 
-try:  # Linux's prctl, looked up before any fork (see _die_with_parent).
+try:  # Linux's prctl, looked up before any fork (see die_with_parent).
   _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):
   _PRCTL = None
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent():
+def die_with_parent():
+  """`preexec_fn` of a run: SIGTERM to it when its starting thread dies."""
   # In the child between fork and exec: the run gets SIGTERM (it saves and
   # stops) when the study's thread that started it dies. Only a C call
   # here: the child of a threaded process must not take Python's locks.
@@ -257,7 +261,7 @@ def run_study(study, *, slots=(None,), log=print,
     status = read_status(run_dir)
     segments = status.get('segments', [])
     start = time.time()
-    _write_status(run_dir, dict(status, state=RUNNING,
+    write_status(run_dir, dict(status, state=RUNNING,
                                 segments=segments + [[start, start]]))
     env = dict(os.environ)
     if devices is not None:
@@ -269,7 +273,7 @@ def run_study(study, *, slots=(None,), log=print,
       offset = out.tell()
       child = subprocess.Popen(
           study.argv(run), stdout=out, stderr=subprocess.STDOUT, env=env,
-          preexec_fn=_die_with_parent)
+          preexec_fn=die_with_parent)
     with lock:
       children[run.name] = child
     tail = []
@@ -288,10 +292,10 @@ def run_study(study, *, slots=(None,), log=print,
       state, error = STOPPED, None
     else:
       state = FAILED
-      error = (_error_line(tail) if returncode else
+      error = (error_line(tail) if returncode else
                f'stopped at global step {step} of '
                f'{study.max_number_of_steps}')
-    _write_status(run_dir, dict(
+    write_status(run_dir, dict(
         status, state=state, error=error, returncode=returncode,
         global_step=step, segments=segments + [[start, time.time()]]))
     states[run.name] = state

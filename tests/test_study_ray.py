@@ -1,0 +1,301 @@
+"""compare_methods.py --backend=ray on a simulated two-node Ray cluster.
+
+One `ray.cluster_utils.Cluster` per test process (a head and a second node
+of 1 CPU each, a small object store, no dashboard): starting one costs
+seconds. The studies' drivers are `compare_methods.py` processes that join
+it with `--ray_address`. Under pytest-xdist every process that runs one of
+these tests starts its own cluster (`--dist worksteal` ignores
+`xdist_group`; `--dist loadgroup` keeps them in one process); its nodes'
+CPUs are logical, so two clusters do not contend beyond their runs.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from slimkit import runs
+from slimkit.datasets import digits as digits_lib
+from slimkit.study import runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'compare_methods.py')
+pytestmark = pytest.mark.xdist_group('ray')
+_COMPARED = ('state', 'global_step', 'final_accuracy', 'best_accuracy',
+             'best_step')
+
+
+@pytest.fixture(scope='module')
+def digits(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp('digits'))
+  digits_lib.run(directory)
+  return directory
+
+
+@pytest.fixture(scope='module')
+def cluster():
+  from ray import cluster_utils
+  node = dict(num_cpus=1, object_store_memory=80 * 1024 * 1024)
+  simulated = cluster_utils.Cluster(
+      initialize_head=True, head_node_args=dict(node, include_dashboard=False))
+  simulated.add_node(**node)
+  simulated.wait_for_nodes()
+  yield simulated
+  simulated.shutdown()
+
+
+def _argv(digits, study_dir, *flags, steps=30):
+  return [sys.executable, SCRIPT, f'--study_dir={study_dir}',
+          '--dataset_name=digits', f'--dataset_dir={digits}',
+          '--model_name=lenet', '--batch_size=16', '--optimizer=momentum',
+          '--learning_rate_decay_type=fixed', '--weight_decay=0',
+          f'--max_number_of_steps={steps}', '--log_every_n_steps=10',
+          '--eval_every_n_steps=10', '--validation_max_batches=3',
+          '--num_readers=1', '--num_preprocessing_threads=1',
+          '--save_summaries_secs=100000', *flags]
+
+
+def _env():
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+
+
+def _run(argv, expect=0, timeout=900):
+  result = subprocess.run(argv, capture_output=True, text=True, env=_env(),
+                          cwd=ROOT, timeout=timeout, check=False)
+  assert result.returncode == expect, (result.stdout[-3000:] +
+                                       result.stderr[-3000:])
+  return result
+
+
+def _start(argv):
+  return subprocess.Popen(argv, env=_env(), cwd=ROOT, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _rows(study_dir):
+  with open(os.path.join(study_dir, 'results.csv')) as f:
+    return {row['run']: row for row in csv.DictReader(f)}
+
+
+def _status(study_dir, run):
+  return runner.read_status(os.path.join(study_dir, 'runs', run))
+
+
+def _training_processes(study_dir):
+  """Pids of train_image_classifier.py processes of this study."""
+  found = []
+  for pid in os.listdir('/proc'):
+    try:
+      with open(f'/proc/{pid}/cmdline', 'rb') as f:
+        argv = f.read().split(b'\0')
+    except OSError:
+      continue
+    if (any(a.endswith(b'train_image_classifier.py') for a in argv) and
+        any(str(study_dir).encode() in a for a in argv)):
+      found.append(int(pid))
+  return found
+
+
+def _wait(condition, process=None, timeout=600):
+  """Waits for `condition()` (a bound against a hang, not a timing test)."""
+  deadline = time.time() + timeout
+  while not condition():
+    assert process is None or process.poll() is None, process.stdout.read()
+    assert time.time() < deadline, 'condition never met'
+    time.sleep(0.5)
+
+
+def test_without_ray_the_backend_fails_at_once_with_the_install_command(
+    digits, tmp_path):
+  # `import ray` fails as when it is not installed.
+  argv = _argv(digits, tmp_path / 'study', '--backend=ray')[1:]
+  code = ('import runpy, sys; sys.modules["ray"] = None; '
+          f'sys.argv = {argv!r}; '
+          f'runpy.run_path({SCRIPT!r}, run_name="__main__")')
+  result = _run([sys.executable, '-c', code], expect=2)
+  assert 'pip install -e ".[ray]"' in result.stderr
+  assert not (tmp_path / 'study').exists()
+
+
+@pytest.mark.parametrize('flag', ['--early_stopping=asha',
+                                  '--max_failures=3'])
+def test_the_local_backend_refuses_ray_flags(digits, tmp_path, flag):
+  result = _run(_argv(digits, tmp_path / 'study', flag), expect=2)
+  assert f'error: {flag} needs --backend=ray' in result.stderr
+  assert not (tmp_path / 'study').exists()
+
+
+def _same_study_on_both_backends(digits, cluster, tmp_path, grid):
+  """Runs `grid` on the local backend and on the cluster; checks that
+  results.csv agrees; returns the wall times."""
+  start = time.time()
+  _run(_argv(digits, tmp_path / 'local', *grid, '--parallel=2'))
+  local_secs = time.time() - start
+  start = time.time()
+  result = _run(_argv(digits, tmp_path / 'ray', *grid, '--backend=ray',
+                      f'--ray_address={cluster.address}'))
+  ray_secs = time.time() - start
+  assert '2 node(s), 2 CPU(s)' in result.stdout
+  local, on_ray = _rows(tmp_path / 'local'), _rows(tmp_path / 'ray')
+  assert sorted(local) == sorted(on_ray)
+  for name, row in local.items():
+    assert row['state'] == 'finished' and row['global_step'] == '30'
+    assert {k: row[k] for k in _COMPARED} == {
+        k: on_ray[name][k] for k in _COMPARED}, name
+    # The same run folders (the event files' names hold a time and a pid).
+    files = [sorted(f if not f.startswith('events.out.') else 'events'
+                    for f in os.listdir(study / 'runs' / name))
+             for study in (tmp_path / 'local', tmp_path / 'ray')]
+    assert files[0] == files[1]
+  # Every node saw the study folder (one marker each), and the runs were
+  # spread over both.
+  markers = os.listdir(tmp_path / 'ray' / '.ray_storage_check')
+  assert len(markers) == 3  # the driver's and two nodes'
+  assert len({_status(tmp_path / 'ray', n)['ray_node'] for n in local}) == 2
+  text = (tmp_path / 'ray' / 'report.md').read_text()
+  assert f'{len(local)} finished, 0 failed' in text
+  for plot in ('validation_accuracy.png', 'training_loss.png'):
+    assert os.path.getsize(tmp_path / 'ray' / 'plots' / plot) > 1000
+  return local_secs, ray_secs
+
+
+def test_two_runs_on_ray_match_the_local_backend(digits, cluster, tmp_path):
+  _same_study_on_both_backends(digits, cluster, tmp_path,
+                               ['--learning_rate=0.01', '--seeds=0,1'])
+
+
+@pytest.mark.slow
+def test_four_runs_on_ray_match_the_local_backend(digits, cluster, tmp_path):
+  local_secs, ray_secs = _same_study_on_both_backends(
+      digits, cluster, tmp_path,
+      ['--vary=learning_rate=0.01,0.03', '--seeds=0,1'])
+  print(f'4-run study: local backend {local_secs:.0f} s, 2-node Ray '
+        f'{ray_secs:.0f} s')
+
+
+@pytest.mark.slow  # ~3.5 min: 120 steps so the stop lands before the end
+def test_asha_stops_the_hopeless_learning_rate(digits, cluster, tmp_path):
+  # One run at a time: the good one sets the rung at step 20 first, then
+  # the hopeless one (an unchanged net: chance accuracy) falls below it.
+  study = tmp_path / 'study'
+  result = _run(_argv(digits, study, '--vary=learning_rate=0.01,1e-6',
+                      '--eval_every_n_steps=20', '--backend=ray',
+                      f'--ray_address={cluster.address}', '--parallel=1',
+                      '--early_stopping=asha', '--grace_period_steps=20',
+                      '--reduction_factor=2', steps=120))
+  rows = _rows(study)
+  good = rows['learning_rate=0.01,seed=0']
+  bad = rows['learning_rate=1e-6,seed=0']
+  assert good['state'] == 'finished' and good['global_step'] == '120'
+  assert bad['state'] == 'stopped early'
+  assert 20 <= int(bad['global_step']) < 120
+  status = _status(study, 'learning_rate=1e-6,seed=0')
+  assert status['stopped_by'] == 'ASHA' and status['stopped_at'] == 20
+  # It keeps its checkpoints and curve, and the report says so.
+  run_dir = study / 'runs' / 'learning_rate=1e-6,seed=0'
+  assert runs.checkpoint_step(str(run_dir)) == int(bad['global_step'])
+  assert float(bad['final_accuracy']) < float(good['final_accuracy'])
+  text = (study / 'report.md').read_text()
+  assert ('`learning_rate=1e-6,seed=0`: stopped early at step 20 by ASHA'
+          in text)
+  assert 'stopped early at step 20 by ASHA' in result.stdout
+  # Started again with early stopping, the study is done.
+  again = _run(_argv(digits, study, '--vary=learning_rate=0.01,1e-6',
+                     '--eval_every_n_steps=20', '--backend=ray',
+                     f'--ray_address={cluster.address}',
+                     '--early_stopping=asha', '--grace_period_steps=20',
+                     steps=120))
+  assert '2 of 2 runs are done already' in again.stdout
+
+
+def test_ctrl_c_leaves_no_training_process(digits, cluster, tmp_path):
+  study = tmp_path / 'study'
+  driver = _start(_argv(digits, study, '--vary=learning_rate=0.01,0.03',
+                        '--backend=ray', f'--ray_address={cluster.address}',
+                        '--save_interval_secs=1', steps=100000))
+  _wait(lambda: len(_training_processes(study)) == 2 and all(
+      runs.checkpoint_step(str(study / 'runs' / n)) > 0
+      for n in os.listdir(study / 'runs')), driver)
+  driver.send_signal(signal.SIGINT)
+  output = driver.communicate(timeout=600)[0]
+  _wait(lambda: not _training_processes(study))
+  for name in os.listdir(study / 'runs'):
+    assert _status(study, name)['state'] == 'stopped', output[-3000:]
+
+
+@pytest.mark.slow
+def test_a_lost_node_costs_only_the_steps_since_the_checkpoint(
+    digits, cluster, tmp_path):
+  study = tmp_path / 'study'
+  driver = _start(_argv(digits, study, '--vary=learning_rate=0.01,0.03',
+                        '--backend=ray', f'--ray_address={cluster.address}',
+                        '--save_interval_secs=1', '--eval_every_n_steps=100',
+                        steps=600))
+  head = cluster.head_node.node_id
+  second = [n for n in cluster.list_all_nodes() if n.node_id != head][0]
+
+  def on_second():
+    for name in os.listdir(study / 'runs') if (study / 'runs').exists() else ():
+      status = _status(study, name)
+      if (status.get('ray_node') == second.node_id and
+          runs.checkpoint_step(str(study / 'runs' / name)) >= 60):
+        return name
+    return None
+
+  _wait(on_second, driver)
+  lost = on_second()
+  cluster.remove_node(second, allow_graceful=False)
+  try:
+    output = driver.communicate(timeout=1200)[0]
+  finally:
+    cluster.add_node(num_cpus=1, object_store_memory=80 * 1024 * 1024)
+  assert driver.returncode == 0, output[-3000:]
+  rows = _rows(study)
+  assert {r['state'] for r in rows.values()} == {'finished'}, output[-3000:]
+  log = (study / 'runs' / lost / 'train.log').read_text()
+  assert 'Resuming from' in log
+  first, second = _status(study, lost)['segments']
+  assert first[0] < first[1] <= second[0] < second[1]  # no time counted twice
+  assert 'starting it again, from its last checkpoint' in output
+
+
+@pytest.mark.slow
+def test_a_restarted_driver_trains_no_finished_run_again(
+    digits, cluster, tmp_path):
+  study = tmp_path / 'study'
+  argv = _argv(digits, study, '--vary=learning_rate=0.01,0.03',
+               '--seeds=0,1', '--backend=ray', '--parallel=1',
+               f'--ray_address={cluster.address}', steps=200)
+  driver = _start(argv)
+  first = 'learning_rate=0.01,seed=0'
+  _wait(lambda: _status(study, first).get('state') == 'finished', driver)
+  driver.kill()
+  driver.wait()
+  _wait(lambda: not _training_processes(study))
+  log = (study / 'runs' / first / 'train.log').read_text()
+  result = _run(argv)
+  assert (study / 'runs' / first / 'train.log').read_text() == log
+  assert 'of 4 runs are done already' in result.stdout
+  assert {r['state'] for r in _rows(study).values()} == {'finished'}
+  with open(study / 'runs' / first / runner.STATUS_FILE) as f:
+    assert len(json.load(f)['segments']) == 1
+
+
+@pytest.mark.slow
+def test_a_run_of_two_workers_placed_by_ray_train(digits, cluster, tmp_path):
+  # One worker per node (1 CPU each), TF_CONFIG from Ray Train; the same
+  # run of the local backend trained with --worker_hosts gives the numbers.
+  study = tmp_path / 'study'
+  result = _run(_argv(digits, study, '--backend=ray', '--workers_per_run=2',
+                      f'--ray_address={cluster.address}', steps=20))
+  rows = _rows(study)
+  assert [r['state'] for r in rows.values()] == ['finished'], result.stdout
+  run_dir = study / 'runs' / 'seed=0'
+  assert (run_dir / 'train.worker1.log').exists()
+  assert runs.checkpoint_step(str(run_dir)) == 20
+  assert 'x 2 workers' in result.stdout
