@@ -469,7 +469,8 @@ def _check_schedule_length(values):
 
 
 # The flags of compare_methods.py beside the training flags it passes on.
-STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only')
+STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only',
+               'alpha', 'min_effect')
 
 
 def define_study_flags():
@@ -492,6 +493,16 @@ def define_study_flags():
   flags.DEFINE_bool('report_only', False,
                     'Rebuild results.csv, report.md and the plots from the '
                     'run folders in --study_dir without training.')
+  flags.DEFINE_float('alpha', 0.05,
+                     'Level of the report\'s tests against the best '
+                     'configuration: a Holm-adjusted p-value below it marks '
+                     'a configuration `worse`, else `tied with best`.',
+                     lower_bound=1e-6, upper_bound=0.5)
+  flags.DEFINE_float('min_effect', 0.01,
+                     'The validation-accuracy difference the report plans '
+                     'seeds for: how many seeds a paired t-test needs to '
+                     'detect it with 80% power at the observed spread.',
+                     lower_bound=1e-6, upper_bound=1.0)
   flags.mark_flag_as_required('study_dir')
 
 
