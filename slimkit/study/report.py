@@ -166,7 +166,8 @@ def notes(info, summaries):
   for flag, names in sorted(unread.items()):
     said.append(
         f'`--{flag}` does not enter '
-        + ', '.join(f'`{n}`' for n in sorted(names)) + ': rows that differ only in it are the same training, repeated; '
+        + ', '.join(f'`{n}`' for n in sorted(names))
+        + ': rows that differ only in it are the same training, repeated; '
         'the table marks them "same training" and ranks them together.')
   if len(info.seeds) == 1:
     said.append('One seed per configuration: a difference smaller than the '
