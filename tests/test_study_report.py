@@ -180,7 +180,8 @@ def test_two_seeds_claim_no_significance_and_say_how_many_would():
   assert row.verdict == ranking.NOT_TESTED and row.adjusted_p is None
   sd = np.std([0.95 - 0.96, 0.96 - 0.98], ddof=1)
   assert row.comparison.sd == pytest.approx(sd)
-  needed = stats.seeds_needed(0.01, sd)
+  needed = max(stats.seeds_needed(0.01, sd), stats.MIN_SEEDS_FOR_TEST)
+  assert needed > 3
   assert row.seeds_needed == needed
   text = report.markdown(info, analysis, runs)
   assert ('n=2: no significance can be claimed; run `--seeds=0,1,2,3,4` for '

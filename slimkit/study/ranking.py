@@ -185,7 +185,9 @@ class Row:
       paired seeds disagree with the means), `not tested`, the status
       ('diverged 2/5 (step 22)'), `same training as rank r`, or ''.
     seeds_needed: Seeds for 80% power to detect `min_effect` at the
-      comparison's observed SD of differences (None without one).
+      comparison's observed SD of differences, at least
+      `stats.MIN_SEEDS_FOR_TEST` (None without an SD; None too when more
+      than 100,000 would be needed).
     duplicate_of: The representative's `Summary` for a duplicate.
     adjusted_wilcoxon: The exact Wilcoxon p-value, Holm-adjusted over the
       comparisons that have one (6 or more paired seeds), or None.
@@ -291,6 +293,8 @@ def analyze(results, fixed_flags=None, alpha=0.05, min_effect=0.01):
     needed = (stats.seeds_needed(min_effect, comparison.sd, alpha)
               if comparison is not None and comparison.sd is not None
               else None)
+    if needed is not None:  # and at least as many as a claimed test needs
+      needed = max(needed, stats.MIN_SEEDS_FOR_TEST)
     rows.append(Row(rank, summary, comparison, p, verdict, needed,
                     adjusted_wilcoxon=adjusted_wilcoxon.get(summary.values)))
     for duplicate in duplicates.get(summary.values, ()):

@@ -203,6 +203,10 @@ def statistics_notes(analysis):
           'with 80% power at the observed spread of paired differences '
           f'(SD {closest.comparison.sd:.4f}, rank {closest.rank} against '
           f'the best) takes about {closest.seeds_needed} seeds')
+    elif closest.comparison is not None and closest.comparison.sd:
+      advice += (f'; detecting a difference of {analysis.min_effect:g} at '
+                 f'the observed spread (SD {closest.comparison.sd:.4f}) '
+                 'would take more than 100,000 seeds')
     elif closest.comparison is not None and closest.comparison.sd is None:
       advice += ('; with one run on a side there is no spread to plan the '
                  'number of seeds from')
