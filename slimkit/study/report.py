@@ -274,7 +274,8 @@ def table(info, analysis):
     parameters = next((r.parameters for r in s.runs
                        if r.parameters is not None), None)
     final = _mean_sd(s.final_ci) if s.final else (s.status or '-')
-    rank = f'={row.rank}' if row.duplicate_of else str(row.rank)
+    rank = (f'={row.rank}' if row.duplicate_of else
+            str(row.rank) if s.final or s.status else '-')  # no result yet
     best = ('-' if s.best_ci.mean is None else
             f'{s.best_ci.mean:.4f} {_interval(s.best_ci.low, s.best_ci.high)}'
             .strip())
