@@ -18,8 +18,10 @@ Each run is an ordinary training run in `study_dir/runs/<name>/` (its
 flags.txt, checkpoints, TensorBoard summaries, validation in
 `validation/`). Rerunning the same command skips finished runs and resumes
 interrupted ones; a failed run is reported and does not stop the others. The
-study writes `results.csv`, `report.md` and `plots/` after each run and at
-the end, and HParams summaries for `tensorboard --logdir study_dir`;
+study writes `results.csv`, `summary.csv`, `report.md` (means, 95%
+confidence intervals, tests against the best configuration; `--alpha`,
+`--min_effect`) and `plots/` after each run and at the end, and HParams
+summaries for `tensorboard --logdir study_dir`;
 `--report_only` rebuilds them from the run folders (also ones trained
 elsewhere). See docs/studies.md.
 """
@@ -148,7 +150,8 @@ def main(argv):
     fixed['model_options'] = FLAGS.model_options
   info = report.StudyInfo(name=os.path.basename(
       os.path.normpath(FLAGS.study_dir)), axes=axes, seeds=seeds,
-                          fixed_flags=fixed)
+                          fixed_flags=fixed, alpha=FLAGS.alpha,
+                          min_effect=FLAGS.min_effect)
 
   def write_report(run=None):
     del run

@@ -49,6 +49,9 @@ setuptools.setup(
         'tensorboard',
         # The plots of compare_methods.py's reports.
         'matplotlib',
+        # The statistics of those reports: t intervals and tests, the
+        # noncentral t of the seeds-needed advice.
+        'scipy',
     ],
     extras_require={
         # The maintained TFLite runtime (LiteRT). TensorFlow 2.21 still

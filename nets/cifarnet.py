@@ -3,7 +3,9 @@
 Variant of Krizhevsky's cuda-convnet "layers-18pct" configuration, as TF-Slim
 built it (two 5x5 convs with local response normalization, two fully connected
 layers). Options for comparisons: `lrn=False` drops the normalization,
-`kernel_size=3` makes both convs 3x3, `activation` replaces ReLU.
+`kernel_size=3` makes both convs 3x3 (`kernel_size=(5, 3)`, on the command
+line `--model_options=kernel_size=5/3`, makes conv1 5x5 and conv2 3x3),
+`activation` replaces ReLU.
 
 Typical use, on 32x32 RGB images:
 
@@ -34,7 +36,7 @@ class CifarNet(Network):
                dropout_keep_prob=0.5, conv_stddev=5e-2, fc_stddev=0.04,
                logits_stddev=1 / 192.0, fc_bias_init=0.1,
                prediction_fn='softmax', activation='relu', lrn=True,
-               kernel_size=5):
+               kernel_size: int | tuple[int, ...] = 5):
     """Builds the layers.
 
     Args:
@@ -52,15 +54,23 @@ class CifarNet(Network):
       lrn: Apply TF-Slim's local response normalization `norm1` (after
         pool1) and `norm2` (after conv2); False leaves them out.
       kernel_size: Height and width of conv1's and conv2's kernels (5 in
-        TF-Slim); the padding is SAME, so the feature maps keep their sizes.
+        TF-Slim), or a pair `(conv1's, conv2's)` to mix them; the padding is
+        SAME, so the feature maps keep their sizes.
 
     Raises:
-      ValueError: if `kernel_size` is not a positive integer.
+      ValueError: if `kernel_size` is not a positive integer or a pair of
+        them.
     """
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or (
-        kernel_size < 1):
+    sizes = (tuple(kernel_size) if isinstance(kernel_size, (tuple, list))
+             else (kernel_size, kernel_size))
+    if len(sizes) != 2 or any(isinstance(k, bool) or not isinstance(k, int)
+                              or k < 1 for k in sizes):
       raise ValueError(
-          f'kernel_size must be a positive integer; got {kernel_size!r}.')
+          f'kernel_size must be a positive integer; got {kernel_size!r}. '
+          'Or one per convolution, conv1\'s then conv2\'s: (5, 3), on the '
+          'command line 5/3.')
+    if isinstance(kernel_size, list):  # a config read back from JSON
+      kernel_size = tuple(kernel_size)
     super().__init__(scope='CifarNet', num_classes=num_classes,
                      is_training=is_training, config=dict(
                          num_classes=num_classes, weight_decay=weight_decay,
@@ -81,8 +91,8 @@ class CifarNet(Network):
         biases_initializer=tf.keras.initializers.Constant(fc_bias_init),
         weights_regularizer=layers.l2_regularizer(weight_decay))
     self.lrn = lrn
-    self.conv1 = conv(64, kernel_size, name='conv1')
-    self.conv2 = conv(64, kernel_size, name='conv2')
+    self.conv1 = conv(64, sizes[0], name='conv1')
+    self.conv2 = conv(64, sizes[1], name='conv2')
     self.fc3 = fc(384, name='fc3')
     self.fc4 = fc(192, name='fc4')
     self.logits = (layers.FullyConnected(

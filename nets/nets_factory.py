@@ -178,11 +178,16 @@ class ModelOption:
     default: Its default in the builder's signature (TF-Slim's value).
     type: bool, int, float or str: how a command-line value is parsed.
     choices: The valid values of a closed choice (`activation`), or ().
+    per_layer: Whether it also takes one int per layer separated by '/'
+      (`kernel_size=5/3`), parsed to a tuple: the builder's annotation
+      allows a tuple (`int | tuple[int, ...]`). '/' fits inside
+      `--model_options` (comma-separated) and `--vary` values.
   """
   name: str
   default: typing.Any
   type: type
   choices: tuple = ()
+  per_layer: bool = False
 
   def parse(self, text):
     """Returns `text` as a value of this option.
@@ -198,8 +203,15 @@ class ModelOption:
       return None
     expected = {bool: 'true or false', int: 'an integer',
                 float: 'a number', str: 'a string'}[self.type]
-    error = ValueError(f'Model option {self.name}={text!r}: expected '
-                       f'{expected} (default {self.default!r}).')
+    error = ValueError(
+        f'Model option {self.name}={text!r}: expected {expected} (default '
+        f'{self.default!r})' + (', or one per layer separated by / (5/3)'
+                                if self.per_layer else '') + '.')
+    if self.per_layer and '/' in value:
+      try:
+        return tuple(int(v) for v in value.split('/'))
+      except ValueError:
+        raise error from None
     if self.type is bool:
       if value.lower() not in _TRUE + _FALSE:
         raise error
@@ -240,6 +252,13 @@ def _option_type(parameter):
               None)
 
 
+def _per_layer(parameter, kind):
+  """Whether an int option's annotation also allows a tuple of ints."""
+  return kind is int and any(
+      typing.get_origin(t) is tuple or t is tuple
+      for t in typing.get_args(parameter.annotation))
+
+
 def _choices(name):
   if name == 'activation':
     # Imported here: the layers pull in Keras, which listing nets does not
@@ -276,7 +295,8 @@ def network_options(name):
     if parameter.name in _NOT_OPTIONS or kind is None:
       continue
     options[parameter.name] = ModelOption(parameter.name, parameter.default,
-                                          kind, _choices(parameter.name))
+                                          kind, _choices(parameter.name),
+                                          _per_layer(parameter, kind))
   return options
 
 
@@ -333,4 +353,6 @@ def unknown_option_message(name, key):
 
 def format_model_options(options):
   """The `--model_options` text of a dict of option values (its inverse)."""
-  return ','.join(f'{key}={value}' for key, value in options.items())
+  text = lambda v: ('/'.join(map(str, v)) if isinstance(v, (tuple, list))
+                    else v)
+  return ','.join(f'{key}={text(value)}' for key, value in options.items())

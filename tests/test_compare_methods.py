@@ -328,6 +328,6 @@ for path in sorted(glob.glob('studies/*.flags')):
   counts = dict(line.split() for line in result.stdout.splitlines())
   assert counts == {'studies/activations.flags': '10',
                     'studies/architectures.flags': '5',
-                    'studies/kernels.flags': '2',
+                    'studies/kernels.flags': '3',
                     'studies/optimizers.flags': '4',
                     'studies/recipes.flags': '5'}

@@ -63,5 +63,8 @@ def test_the_study_notebook_shows_the_report_and_the_plots(tmp_path,
       '1.0', '1e-8'}
   images = [o for cell in notebook.cells for o in cell.get('outputs', [])
             if 'image/png' in o.get('data', {})]
-  assert len(images) == 3
-  assert 'final accuracy' in _outputs(notebook)
+  assert len(images) == 4  # the forest plot and three learning curves
+  text = _outputs(notebook)
+  assert 'final accuracy' in text
+  assert 'n=2: no significance can be claimed' in markdown[0]
+  assert 'opt_epsilon=1e-8: ' in text and '95% CI [' in text

@@ -289,7 +289,8 @@ def _check_schedule_length(values):
 STUDY_FLAGS = ('study_dir', 'vary', 'seeds', 'parallel', 'report_only',
                'extend_study', 'backend', 'ray_address', 'gpus_per_run',
                'cpus_per_run', 'max_failures', 'early_stopping',
-               'grace_period_steps', 'reduction_factor', 'workers_per_run')
+               'grace_period_steps', 'reduction_factor', 'workers_per_run',
+               'alpha', 'min_effect')
 
 
 def define_study_flags():
@@ -316,6 +317,16 @@ def define_study_flags():
                    'Add seeds or values of an existing --vary axis to the '
                    'study in --study_dir (its runs stay valid). Without it '
                    'a --study_dir that holds a different study is refused.')
+  core.DEFINE_float('alpha', 0.05,
+                    'Level of the report\'s tests against the best '
+                    'configuration: a Holm-adjusted p-value below it marks '
+                    'a configuration `worse`, else `tied with best`.',
+                    lower_bound=1e-6, upper_bound=0.5)
+  core.DEFINE_float('min_effect', 0.01,
+                    'The validation-accuracy difference the report plans '
+                    'seeds for: how many seeds a paired t-test needs to '
+                    'detect it with 80% power at the observed spread.',
+                    lower_bound=1e-6, upper_bound=1.0)
   core.DEFINE_enum('backend', 'local', ['local', 'ray'],
                    'local: the runs as processes of this machine; ray: each '
                    'run a Ray Tune trial on a Ray cluster (pip install '

@@ -11,7 +11,12 @@ training flags and model options) and per seed, each as an ordinary run in
   ray_backend.py  or as Ray Tune trials on a cluster (--backend=ray):
               retries, early stopping; ray_workers.py: multi-worker runs
   results.py  read each run's folder (flags.txt, event files, checkpoint)
-  report.py   results.csv, report.md, plots/, TensorBoard HParams
+  stats.py    confidence intervals, paired/Welch/Wilcoxon tests, Holm,
+              seeds needed for a given power (scipy)
+  ranking.py  configurations over seeds, same-training duplicates, the
+              ranking and the tests against the best
+  plots.py    learning curves with 95% CI bands, the forest plot
+  report.py   results.csv, summary.csv, report.md, TensorBoard HParams
 
 `compare_methods.py` wires them to flags. The runner sits above training:
 it starts the training script and reads what the runs write, so a run of a

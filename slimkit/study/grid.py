@@ -290,6 +290,12 @@ def run_name(values, seed):
   return _NAME_UNSAFE.sub('_', text)
 
 
+def config_name(values):
+  """A configuration's folder name: `name=value,...` ('base' for none)."""
+  text = ','.join(f'{k}={display_value(k, v)}' for k, v in values)
+  return _NAME_UNSAFE.sub('_', text) or 'base'
+
+
 def build_runs(axes, seeds):
   """The runs of the grid: the product of the axes' values, times the seeds.
 

@@ -1,16 +1,18 @@
-"""A study's report: results.csv, report.md, plots/ and TensorBoard HParams.
+"""A study's report: results.csv, summary.csv, report.md, plots/, HParams.
 
-  summaries = report.summarize(results)        # one per configuration
+  analysis = report.analyze(info, results)     # ranked, tested rows
   report.write_all(study_dir, info, results)   # every file, atomically
 
-`results.csv` has one row per run; `report.md` one row per configuration
-(the varied values without the seed) with the mean and spread over seeds,
-sorted by mean final validation accuracy, then the fixed flags, notes and
-the plots; `plots/` holds validation accuracy and training loss against the
-step and accuracy against training time, one line per configuration with
-the seeds' range shaded. The HParams summaries make `tensorboard --logdir
-study_dir` list the runs in its HParams dashboard. Every file is written to
-a temporary name and renamed, so a crash never leaves one half-written.
+`results.csv` has one row per run; `summary.csv` and `report.md` one row
+per configuration (the varied values without the seed): the mean, standard
+deviation and 95% confidence interval over its finished runs, and against
+the best configuration the difference with its interval, a test over the
+seeds both ran (Holm-adjusted) and a verdict (see `ranking`), then notes on
+what the table does not say, the fixed flags and the plots (`plots`). The
+HParams summaries make `tensorboard --logdir study_dir` list the runs and
+the configurations (with the mean and CI bounds as metrics). Every file is
+written to a temporary name and renamed, so a crash never leaves one
+half-written.
 """
 
 import csv
@@ -18,23 +20,21 @@ import dataclasses
 import datetime
 import glob
 import io
-import math
 import os
-from typing import Sequence, Tuple
-
-import numpy as np
+from typing import Sequence
 
 from slimkit import runs as run_folder
-from slimkit.training import optimization
 from slimkit.study import grid
+from slimkit.study import plots as plots_lib
+from slimkit.study import ranking
+from slimkit.study import stats
+from slimkit.training import optimization
 
-PLOTS = ('validation_accuracy.png', 'training_loss.png',
-         'accuracy_vs_time.png')
+PLOTS = plots_lib.PLOTS
+CONFIGURATIONS_DIR = 'configurations'  # HParams sessions, one per config
+summarize = ranking.summarize
 _ADAM_FAMILY = tuple(optimization.optimizers_where(lambda e: e.adam_family))
-# The optimizer flags, each read only by the optimizers whose entry names it.
-_OPTIMIZER_FLAGS = frozenset(
-    f.name for f in dataclasses.fields(optimization.OptimizerHParams)
-    if f.name != 'weight_decay')  # weight_decay is the nets' L2 otherwise
+_SUGGESTED_SEEDS = '0,1,2,3,4'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,82 +46,22 @@ class StudyInfo:
     axes: The `grid.Axis` list.
     seeds: The seeds.
     fixed_flags: `{flag: value}` common to every run (the base command).
+    alpha: Level of the tests against the best (`--alpha`).
+    min_effect: The accuracy difference the seeds-needed numbers are for
+      (`--min_effect`).
   """
   name: str
   axes: Sequence
   seeds: Sequence[int]
   fixed_flags: dict
+  alpha: float = 0.05
+  min_effect: float = 0.01
 
 
-@dataclasses.dataclass(frozen=True)
-class Summary:
-  """One configuration over its seeds.
-
-  Attributes:
-    values: `((axis, value), ...)`.
-    runs: Its `RunResult`s.
-    final: Final validation accuracies of the runs that have one.
-    best: Best validation accuracies (with `best_steps`).
-    best_steps: Their steps.
-  """
-  values: Tuple[Tuple[str, str], ...]
-  runs: tuple
-  final: tuple
-  best: tuple
-  best_steps: tuple
-
-  @property
-  def label(self):
-    return ', '.join(f'{k}={grid.display_value(k, v)}'
-                     for k, v in self.values) or 'base'
-
-  def flags(self, fixed_flags):
-    """Every flag of this configuration's runs (a recipe's file included)."""
-    flags = dict(fixed_flags)
-    for name, value in self.values:
-      if name == grid.FLAGFILE:
-        flags.update(grid.read_flagfile(value))
-      else:
-        flags[name] = value
-    return flags
-
-  def mean(self, field):
-    numbers = [getattr(r, field) for r in self.runs
-               if getattr(r, field) is not None]
-    return float(np.mean(numbers)) if numbers else None
-
-
-def summarize(results):
-  """Groups runs by configuration; sorted by mean final accuracy, best first.
-
-  Configurations without any validation result come last, in grid order.
-  """
-  groups = {}
-  for result in results:
-    groups.setdefault(result.values, []).append(result)
-  summaries = []
-  for values, runs in groups.items():
-    done = [r for r in runs if r.final_accuracy is not None]
-    summaries.append(Summary(
-        values=values, runs=tuple(runs),
-        final=tuple(r.final_accuracy for r in done),
-        best=tuple(r.best_accuracy for r in done),
-        best_steps=tuple(r.best_step for r in done)))
-  order = {s.values: i for i, s in enumerate(summaries)}
-  return sorted(summaries, key=lambda s: (
-      -np.mean(s.final) if s.final else math.inf, order[s.values]))
-
-
-def _spread(values, digits=4):
-  """'mean ± std (min-max, n=k)' of `values`; '-' when empty."""
-  if not values:
-    return '-'
-  mean = np.mean(values)
-  if len(values) == 1:
-    return f'{mean:.{digits}f} (n=1)'
-  return (f'{mean:.{digits}f} ± {np.std(values, ddof=1):.{digits}f} '
-          f'({min(values):.{digits}f}-{max(values):.{digits}f}, '
-          f'n={len(values)})')
+def analyze(info, results):
+  """`ranking.Analysis` of `results` with the study's alpha and effect."""
+  return ranking.analyze(results, info.fixed_flags, alpha=info.alpha,
+                         min_effect=info.min_effect)
 
 
 def _duration(seconds):
@@ -136,6 +76,10 @@ def _atomic_write(path, data, mode='w'):
   os.replace(path + '.tmp', path)
 
 
+def _csv_number(x):
+  return '' if x is None else (f'{x:.6g}' if isinstance(x, float) else x)
+
+
 def csv_text(results, axes):
   """`results.csv`: one row per run."""
   out = io.StringIO()
@@ -145,8 +89,7 @@ def csv_text(results, axes):
       'seed', 'state', 'global_step', 'final_accuracy', 'best_accuracy',
       'best_step', 'final_loss', 'images_per_sec', 'wall_time_secs',
       'parameters', 'error'])
-  fmt = lambda x: '' if x is None else (f'{x:.6g}' if isinstance(x, float)
-                                        else x)
+  fmt = _csv_number
   for r in results:
     values = dict(r.values)
     writer.writerow([r.name] + [grid.display_value(n, values.get(n, ''))
@@ -158,19 +101,54 @@ def csv_text(results, axes):
   return out.getvalue()
 
 
+SUMMARY_COLUMNS = (
+    'rank', 'verdict', 'runs', 'finished', 'diverged', 'diverged_steps',
+    'failed', 'final_accuracy_mean', 'final_accuracy_sd',
+    'final_accuracy_ci_low', 'final_accuracy_ci_high', 'best_accuracy_mean',
+    'best_accuracy_sd', 'best_accuracy_ci_low', 'best_accuracy_ci_high',
+    'final_loss_mean', 'final_loss_ci_low', 'final_loss_ci_high',
+    'difference', 'difference_ci_low', 'difference_ci_high', 'test',
+    'pairs', 'p_value', 'p_holm', 'wilcoxon_p', 'wilcoxon_p_holm',
+    'seeds_needed', 'same_training_as')
+
+
+def summary_csv_text(analysis, axes):
+  """`summary.csv`: one row per configuration, in the report's order."""
+  out = io.StringIO()
+  writer = csv.writer(out)
+  names = [axis.name for axis in axes]
+  writer.writerow(['configuration'] + names + list(SUMMARY_COLUMNS))
+  fmt = _csv_number
+  for row in analysis.rows:
+    s, c = row.summary, row.comparison
+    values = dict(s.values)
+    ci = lambda m: [fmt(m.mean), fmt(m.sd), fmt(m.low), fmt(m.high)]
+    writer.writerow(
+        [s.label] + [grid.display_value(n, values.get(n, '')) for n in names]
+        + [row.rank, row.verdict, len(s.runs), len(s.finished),
+           len(s.diverged), ' '.join(str(r.diverged_step) for r in
+                                     s.diverged), len(s.failed)]
+        + ci(s.final_ci) + ci(s.best_ci)
+        + [fmt(s.loss_ci.mean), fmt(s.loss_ci.low), fmt(s.loss_ci.high)]
+        + ([fmt(c.difference), fmt(c.low), fmt(c.high), c.test or '',
+            c.n if c.test == stats.PAIRED else '', fmt(c.p_value),
+            fmt(row.adjusted_p), fmt(c.wilcoxon_p),
+            fmt(row.adjusted_wilcoxon)] if c else [''] * 9)
+        + [fmt(row.seeds_needed),
+           row.duplicate_of.label if row.duplicate_of else ''])
+  return out.getvalue()
+
+
 def notes(info, summaries):
-  """Sentences a reader of the table needs (what the numbers do not say)."""
+  """Sentences on the flags a reader of the table needs."""
   said = []
   epsilons = set()
   unread = {}  # flag -> the optimizers of the study that do not read it
   for summary in summaries:
     flags = summary.flags(info.fixed_flags)
-    name = flags.get('optimizer', 'rmsprop')
-    if name in optimization.list_optimizers():
-      reads = optimization.OPTIMIZERS.get(name).flags
-      for axis in info.axes:
-        if axis.name in _OPTIMIZER_FLAGS and axis.name not in reads:
-          unread.setdefault(axis.name, set()).add(name)
+    name = flags.get('optimizer', ranking.DEFAULT_OPTIMIZER)
+    for flag in ranking.unread_flags(flags, [a.name for a in info.axes]):
+      unread.setdefault(flag, set()).add(name)
     if name in _ADAM_FAMILY:
       try:  # not given: the optimizer's own (1.0 for adam, Keras's else)
         given = flags.get('opt_epsilon')
@@ -191,19 +169,130 @@ def notes(info, summaries):
     said.append(
         f'`--{flag}` does not enter '
         + ', '.join(f'`{n}`' for n in sorted(names))
-        + ': rows that differ only in it are the same training, repeated.')
+        + ': rows that differ only in it are the same training, repeated; '
+        'the table marks them "same training" and ranks them together.')
   if len(info.seeds) == 1:
     said.append('One seed per configuration: a difference smaller than the '
-                'run-to-run spread of a seed is noise. Repeat with '
-                '`--seeds=0,1,2` to see the spread.')
-  failed = [r for s in summaries for r in s.runs if r.state == 'failed']
-  if failed:
-    said.append(f'{len(failed)} run(s) failed; see the table below and '
-                'each run\'s `train.log`.')
+                'run-to-run spread of a seed is noise, and no test can be '
+                f'claimed. Repeat with `--seeds={_SUGGESTED_SEEDS}` to see '
+                'the spread and test the differences.')
   return said
 
 
-def markdown(info, summaries, results):
+def statistics_notes(analysis):
+  """Sentences on what the statistics of the table say and do not say."""
+  said = []
+  rows = [r for r in analysis.rows if r.duplicate_of is None]
+  if analysis.tests:
+    said.append(
+        f'Each configuration is compared with the best by a paired t-test '
+        f'over the seeds both ran (Welch\'s t-test where seeds do not '
+        f'pair); the p-values are Holm-adjusted for the {analysis.tests} '
+        f'comparison(s) (`p (Holm)`; the exact Wilcoxon signed-rank test, '
+        f'also Holm-adjusted, is given from 6 seeds). `worse`: adjusted p '
+        f'< {analysis.alpha:g}. `tied with best` means no difference was '
+        'detected, not that there is none: the last column says how many '
+        f'seeds a difference of {analysis.min_effect:g} would take.')
+  untested = [r for r in rows if r.verdict == ranking.NOT_TESTED]
+  if untested:
+    n = min(r.summary.final_ci.n for r in untested)
+    closest = untested[0]
+    advice = (f'n={n}: no significance can be claimed; run '
+              f'`--seeds={_SUGGESTED_SEEDS}` for a test')
+    if closest.seeds_needed is not None:
+      advice += (
+          f'. To detect a difference of {analysis.min_effect:g} accuracy '
+          'with 80% power at the observed spread of paired differences '
+          f'(SD {closest.comparison.sd:.4f}, rank {closest.rank} against '
+          f'the best) takes about {closest.seeds_needed} seeds')
+    elif closest.comparison is not None and closest.comparison.sd:
+      advice += (f'; detecting a difference of {analysis.min_effect:g} at '
+                 f'the observed spread (SD {closest.comparison.sd:.4f}) '
+                 'would take more than 100,000 seeds')
+    elif closest.comparison is not None and closest.comparison.sd is None:
+      advice += ('; with one run on a side there is no spread to plan the '
+                 'number of seeds from')
+    said.append(advice + '.')
+  broken = [r for r in rows if r.summary.status]
+  if broken:
+    diverged = sum(len(r.summary.diverged) for r in broken)
+    failed = sum(len(r.summary.failed) for r in broken)
+    said.append(
+        f'{diverged} run(s) diverged (a NaN or infinite loss stopped them) '
+        f'and {failed} failed otherwise: their configurations rank below '
+        'every configuration that finished and are not tested; their '
+        'statistics use the finished runs only (n). See "Failed runs".')
+  return said
+
+
+def _number(value, digits=4):
+  return '-' if value is None else f'{value:.{digits}f}'
+
+
+def _mean_sd(ci):
+  if ci.mean is None:
+    return '-'
+  if ci.sd is None:
+    return f'{ci.mean:.4f} (n={ci.n})'
+  return f'{ci.mean:.4f} ± {ci.sd:.4f} (n={ci.n})'
+
+
+def _interval(low, high):
+  return '-' if low is None else f'[{low:.4f}, {high:.4f}]'
+
+
+def _test_cells(row):
+  """The 'vs best', 'p (Holm)' and 'seeds needed' cells of a row."""
+  c = row.comparison
+  if c is None or c.difference is None:
+    return ['-', '-', '-']
+  difference = f'{c.difference:+.4f} {_interval(c.low, c.high)}'.strip()
+  if row.adjusted_p is None:
+    p = '-'
+  else:
+    how = (f'paired t, {c.n} seeds' if c.test == stats.PAIRED else
+           f'Welch, {c.n[0]}+{c.n[1]} runs')
+    p = f'{row.adjusted_p:.3g} ({how})'
+    if row.adjusted_wilcoxon is not None:
+      p += f'; Wilcoxon {row.adjusted_wilcoxon:.3g}'
+  return [difference, p, '-' if row.seeds_needed is None else
+          str(row.seeds_needed)]
+
+
+def table(info, analysis):
+  """The Markdown table of `report.md`: one row per configuration."""
+  names = [a.name for a in info.axes]
+  lines = [
+      '| rank | ' + ' | '.join(names) + ' | final accuracy | 95% CI | best '
+      'accuracy (95% CI) | at step | vs best (95% CI) | p (Holm) | verdict '
+      f'| seeds for Δ={info.min_effect:g} | final loss | images/s | '
+      'training time | parameters |',
+      '|' + '---|' * (len(names) + 13)]
+  for row in analysis.rows:
+    s = row.summary
+    values = dict(s.values)
+    best_step = (sorted(s.best_steps)[len(s.best_steps) // 2]
+                 if s.best_steps else None)
+    parameters = next((r.parameters for r in s.runs
+                       if r.parameters is not None), None)
+    final = _mean_sd(s.final_ci) if s.final else (s.status or '-')
+    rank = (f'={row.rank}' if row.duplicate_of else
+            str(row.rank) if s.final or s.status else '-')  # no result yet
+    best = ('-' if s.best_ci.mean is None else
+            f'{s.best_ci.mean:.4f} {_interval(s.best_ci.low, s.best_ci.high)}'
+            .strip())
+    cells = [rank] + [grid.display_value(n, values[n]) for n in names] + [
+        final, _interval(s.final_ci.low, s.final_ci.high), best,
+        '-' if best_step is None else str(best_step)] + _test_cells(row)
+    cells.insert(len(names) + 7, row.verdict or '-')
+    cells += [_number(s.loss_ci.mean), _number(s.mean('images_per_sec'), 1),
+              _duration(s.mean('wall_time')),
+              '-' if parameters is None else str(parameters)]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def markdown(info, analysis, results):
   """The text of `report.md`."""
   finished = sum(r.state == 'finished' for r in results)
   failed = [r for r in results if r.state == 'failed']
@@ -215,33 +304,24 @@ def markdown(info, summaries, results):
       for a in info.axes) or 'nothing (one configuration)'
   lines = [
       f'# Study {info.name}', '',
-      f'{len(results)} runs: {len(summaries)} configuration(s) x '
+      f'{len(results)} runs: {len(analysis.rows)} configuration(s) x '
       f'{len(info.seeds)} seed(s) ({", ".join(map(str, info.seeds))}); '
       f'{finished} finished, {len(failed)} failed'
       f'{f", {len(early)} stopped early" if early else ""}; '
       f'{_duration(wall)} of '
       'training in all.', '',
       f'Varied: {varied}.', '',
-      'Sorted by mean final validation accuracy (mean ± standard deviation '
-      'over seeds, range, number of runs with a result).', '']
-  names = [a.name for a in info.axes]
-  lines.append('| rank | ' + ' | '.join(names) + ' | final accuracy | best '
-               'accuracy | at step | final loss | images/s | training time | '
-               'parameters |')
-  lines.append('|' + '---|' * (len(names) + 8))
-  for rank, s in enumerate(summaries, 1):
-    values = dict(s.values)
-    best_step = (int(np.median(s.best_steps)) if s.best_steps else None)
-    parameters = s.runs[0].parameters
-    lines.append(
-        f'| {rank} | ' + ' | '.join(grid.display_value(n, values[n])
-                                    for n in names) +
-        f' | {_spread(s.final)} | {_spread(s.best)} | '
-        f'{best_step if best_step is not None else "-"} | '
-        f'{_fmt(s.mean("final_loss"))} | {_fmt(s.mean("images_per_sec"), 1)} '
-        f'| {_duration(s.mean("wall_time"))} | '
-        f'{parameters if parameters is not None else "-"} |')
-  said = notes(info, summaries)
+      'Ranked by mean final validation accuracy over the finished runs '
+      '(mean ± standard deviation over seeds, n runs; the 95% confidence '
+      'interval of the mean, Student t); then, against the best, the '
+      'difference of means with its 95% CI, the Holm-adjusted p-value and '
+      f'the verdict at alpha {info.alpha:g}; the seeds a paired t-test '
+      f'would need to detect a difference of {info.min_effect:g} with 80% '
+      'power at the observed spread. Configurations with diverged or failed '
+      'runs rank last.', '']
+  lines += table(info, analysis)
+  said = (statistics_notes(analysis) +
+          notes(info, [r.summary for r in analysis.rows]))
   if said:
     lines += ['', '## Notes', ''] + [f'- {note}' for note in said]
   if failed:
@@ -264,69 +344,10 @@ def markdown(info, summaries, results):
                      f'{flags or "the fixed flags alone"}')
   lines += ['', '## Plots', '']
   lines += [f'![{p[:-4]}](plots/{p})' for p in PLOTS]
-  lines += ['', 'Per run: `results.csv`; curves: `tensorboard --logdir '
-            f'{info.name}` (the HParams tab lists the runs).', '']
+  lines += ['', 'Per run: `results.csv`; per configuration: `summary.csv`; '
+            f'curves: `tensorboard --logdir {info.name}` (the HParams tab '
+            'lists the runs and the configurations).', '']
   return '\n'.join(lines)
-
-
-def _fmt(value, digits=4):
-  return '-' if value is None else f'{value:.{digits}f}'
-
-
-def _aligned(curves):
-  """Steps common to all `curves` and the values there, `[runs, steps]`."""
-  common = set.intersection(*(set(s for s, _ in c) for c in curves))
-  steps = sorted(common)
-  table = np.array([[dict(c)[s] for s in steps] for c in curves])
-  return np.array(steps), table
-
-
-def _plot(path, summaries, field, xlabel, ylabel, by_time=False):
-  import matplotlib
-  matplotlib.use('Agg')
-  from matplotlib import pyplot
-  figure, axes = pyplot.subplots(figsize=(8, 5), dpi=100)
-  drawn = 0
-  for summary in summaries:
-    curves = [getattr(r, field) for r in summary.runs if getattr(r, field)]
-    if not curves:
-      continue
-    if by_time:  # x: the mean time of each validation, across seeds
-      length = min(len(c) for c in curves)
-      x = np.mean([[t for t, _ in c[:length]] for c in curves], axis=0)
-      table = np.array([[v for _, v in c[:length]] for c in curves])
-    else:
-      x, table = _aligned(curves)
-      if not len(x):
-        continue
-    line, = axes.plot(x, table.mean(axis=0), label=summary.label,
-                      marker='o' if len(x) <= 20 else None, markersize=3)
-    if len(curves) > 1:
-      axes.fill_between(x, table.min(axis=0), table.max(axis=0),
-                        color=line.get_color(), alpha=0.2)
-    drawn += 1
-  axes.set_xlabel(xlabel)
-  axes.set_ylabel(ylabel)
-  axes.grid(alpha=0.3)
-  if drawn:
-    axes.legend(fontsize='small')
-  else:
-    axes.text(0.5, 0.5, 'no data yet', ha='center', transform=axes.transAxes)
-  figure.tight_layout()
-  out = io.BytesIO()
-  figure.savefig(out, format='png')
-  pyplot.close(figure)
-  _atomic_write(path, out.getvalue(), mode='wb')
-
-
-def write_plots(plots_dir, summaries):
-  """The three PNG plots; the shading is the range over seeds."""
-  _plot(os.path.join(plots_dir, PLOTS[0]), summaries, 'accuracy',
-        'global step', 'validation accuracy')
-  _plot(os.path.join(plots_dir, PLOTS[1]), summaries, 'loss', 'global step',
-        'training loss (total)')
-  _plot(os.path.join(plots_dir, PLOTS[2]), summaries, 'accuracy_time',
-        'training time (seconds)', 'validation accuracy', by_time=True)
 
 
 def _typed(values):
@@ -338,14 +359,37 @@ def _typed(values):
     return list(values)
 
 
-def write_hparams(study_dir, info, results):
-  """HParams summaries: the experiment at `study_dir`, a session per run.
+# HParams metrics of a configuration: (tag, display name, MeanCI field).
+_CONFIG_METRICS = tuple(
+    (f'study/{what}_{part}', f'{what.replace("_", " ")} {label}', (what, part))
+    for what in ('final_accuracy', 'best_accuracy')
+    for part, label in (('mean', 'mean'), ('ci_low', '95% CI low'),
+                        ('ci_high', '95% CI high')))
+
+
+def _config_scalars(summary):
+  cis = {'final_accuracy': summary.final_ci, 'best_accuracy': summary.best_ci}
+  fields = {'mean': 'mean', 'ci_low': 'low', 'ci_high': 'high'}
+  found = {}
+  for tag, _, (what, part) in _CONFIG_METRICS:
+    value = getattr(cis[what], fields[part])
+    if value is not None:
+      found[tag] = value
+  return found
+
+
+def write_hparams(study_dir, info, results, analysis=None):
+  """HParams summaries: the experiment at `study_dir`, a session per run and
+  one per configuration (in `configurations/<name>/`), whose metrics are
+  the mean final and best validation accuracy and their 95% CI bounds (a
+  run's session shows its configuration's too).
 
   Rewritten in full each time (old ones removed), so a rebuilt report does
   not list a run twice.
   """
   import tensorflow as tf
   from tensorboard.plugins.hparams import api as hp
+  analysis = analysis or analyze(info, results)
   shown = lambda name, values: _typed([grid.display_value(name, v)
                                        for v in values])
   params = {a.name: hp.HParam(a.name, hp.Discrete(shown(a.name, a.values)))
@@ -356,37 +400,55 @@ def write_hparams(study_dir, info, results):
              hp.Metric('eval/loss', group=run_folder.VALIDATION_DIR,
                        display_name='validation loss'),
              hp.Metric('total_loss', display_name='training loss')]
-  targets = [study_dir] + [os.path.join(study_dir, 'runs', r.name)
-                           for r in results if r.state != 'not started']
-  for directory in targets:
+  metrics += [hp.Metric(tag, display_name=name)
+              for tag, name, _ in _CONFIG_METRICS]
+  started = [r for r in results if r.state != 'not started']
+  run_dirs = [os.path.join(study_dir, 'runs', r.name) for r in started]
+  config_dirs = glob.glob(os.path.join(study_dir, CONFIGURATIONS_DIR, '*'))
+  for directory in [study_dir] + run_dirs + config_dirs:
     for old in glob.glob(os.path.join(directory, 'events.out.*.hparams')):
       os.remove(old)
   writer = tf.summary.create_file_writer(study_dir, filename_suffix='.hparams')
   with writer.as_default():
     hp.hparams_config(hparams=list(params.values()), metrics=metrics)
   writer.close()
-  for r, directory in zip([r for r in results if r.state != 'not started'],
-                          targets[1:]):
+  scalars = {row.summary.values: _config_scalars(row.summary)
+             for row in analysis.rows}
+
+  def session(directory, values, trial_id, seed=None):
     writer = tf.summary.create_file_writer(directory,
                                            filename_suffix='.hparams')
-    values = {params[k]: shown(k, [v])[0] for k, v in r.values}
-    values[params['seed']] = r.seed
+    hparams = {params[k]: shown(k, [v])[0] for k, v in values}
+    if seed is not None:
+      hparams[params['seed']] = seed
     with writer.as_default():
-      hp.hparams(values, trial_id=r.name)
+      hp.hparams(hparams, trial_id=trial_id)
+      for tag, value in scalars.get(values, {}).items():
+        tf.summary.scalar(tag, value, step=0)
     writer.close()
+
+  for r, directory in zip(started, run_dirs):
+    session(directory, r.values, r.name, r.seed)
+  for row in analysis.rows:
+    if row.summary.finished:
+      name = grid.config_name(row.summary.values)
+      session(os.path.join(study_dir, CONFIGURATIONS_DIR, name),
+              row.summary.values, name)
 
 
 def write_all(study_dir, info, results):
-  """Writes results.csv, report.md, plots/ and the HParams summaries.
+  """Writes results.csv, summary.csv, report.md, plots/ and HParams.
 
   Returns:
     The path of `report.md`.
   """
-  summaries = summarize(results)
+  analysis = analyze(info, results)
   _atomic_write(os.path.join(study_dir, 'results.csv'),
                 csv_text(results, info.axes))
-  write_plots(os.path.join(study_dir, 'plots'), summaries)
-  write_hparams(study_dir, info, results)
+  _atomic_write(os.path.join(study_dir, 'summary.csv'),
+                summary_csv_text(analysis, info.axes))
+  plots_lib.write_plots(os.path.join(study_dir, 'plots'), analysis)
+  write_hparams(study_dir, info, results, analysis)
   path = os.path.join(study_dir, 'report.md')
-  _atomic_write(path, markdown(info, summaries, results))
+  _atomic_write(path, markdown(info, analysis, results))
   return path

@@ -14,12 +14,18 @@ elsewhere, e.g. one cluster job per run, read the same):
 
 import dataclasses
 import os
+import re
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from slimkit import runs
 from slimkit.study import runner
+
+# How a run that stopped on a non-finite loss says so (the training script
+# fails with `trainer.NonFiniteLossError`'s message; the runner keeps that
+# line as the run's error).
+_DIVERGED = re.compile(r'NaN or infinite at global step (\d+)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +52,8 @@ class RunResult:
     accuracy: `((step, accuracy), ...)`.
     loss: `((step, loss), ...)`.
     accuracy_time: `((seconds of training, accuracy), ...)`.
+    diverged_step: The global step whose loss or gradient was NaN or
+      infinite, for a run that stopped on it (else None).
   """
   name: str
   values: Tuple[Tuple[str, str], ...]
@@ -65,6 +73,17 @@ class RunResult:
   accuracy: tuple = ()
   loss: tuple = ()
   accuracy_time: tuple = ()
+  diverged_step: Optional[int] = None
+
+  @property
+  def diverged(self):
+    return self.diverged_step is not None
+
+
+def diverged_step(error):
+  """The step of a run's error line that says the loss diverged, or None."""
+  found = _DIVERGED.search(error or '')
+  return int(found.group(1)) if found else None
 
 
 def _training_seconds(segments, wall_time):
@@ -115,7 +134,9 @@ def read_run(run_dir, run):
       accuracy=tuple((s, v) for s, v, _ in accuracy),
       loss=tuple((s, v) for s, v, _ in loss),
       accuracy_time=tuple((_training_seconds(segments, w), v)
-                          for _, v, w in accuracy))
+                          for _, v, w in accuracy),
+      diverged_step=(diverged_step(status.get('error'))
+                     if state == runner.FAILED else None))
 
 
 def read_study(study_dir, runs: Sequence):
