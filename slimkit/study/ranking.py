@@ -41,8 +41,10 @@ DEFAULT_OPTIMIZER = 'rmsprop'  # train_image_classifier.py's --optimizer
 OPTIMIZER_FLAGS = frozenset(
     f.name for f in dataclasses.fields(optimization.OptimizerHParams)
     if f.name != 'weight_decay')  # weight_decay is the nets' L2 otherwise
-# Run states whose last validation is not the run's final one.
-_NOT_FINAL = ('failed', 'running')
+# The one run state whose last validation is the run's final one: a
+# running, stopped (Ctrl-C) or stopped-early run has not reached its last
+# step, and a failed one never will.
+_FINAL = 'finished'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +54,9 @@ class Summary:
   Attributes:
     values: `((axis, value), ...)`.
     runs: Its `RunResult`s.
-    finished: The runs its statistics use (a final validation, neither
-      failed nor running).
+    finished: The runs its statistics use: finished runs (at their last
+      step) that did not diverge. Running, stopped and stopped-early runs
+      are counted (`unfinished`), never averaged.
     final: Their final validation accuracies.
     best: Their best validation accuracies.
     best_steps: The steps of those.
@@ -105,6 +108,28 @@ class Summary:
       said.append(f'failed {len(self.failed)}/{n}')
     return ', '.join(said)
 
+  @property
+  def unfinished(self):
+    """'running 1/3 (step 50)', 'stopped ...', 'stopped early ... by ASHA'.
+
+    Runs left out of the statistics because they have not reached their
+    last step; '' when none.
+    """
+    n = len(self.runs)
+    said = []
+    for label, runs in (
+        ('running', [r for r in self.runs if r.state == 'running']),
+        ('stopped', [r for r in self.runs if r.state == 'stopped']),
+        ('stopped early', [r for r in self.runs if r.stopped_by])):
+      if runs:
+        steps = sorted(r.global_step or 0 for r in runs)
+        where = (f'step {steps[0]}' if steps[0] == steps[-1] else
+                 f'steps {steps[0]}-{steps[-1]}')
+        by = sorted({r.stopped_by for r in runs if r.stopped_by})
+        said.append(f'{label} {len(runs)}/{n} ({where}'
+                    f'{" by " + ", ".join(by) if by else ""})')
+    return ', '.join(said)
+
   def flags(self, fixed_flags):
     """Every flag of this configuration's runs (a recipe's file included)."""
     flags = dict(fixed_flags)
@@ -129,7 +154,7 @@ def summarize(results):
   summaries = []
   for values, runs in groups.items():
     done = tuple(r for r in runs if r.final_accuracy is not None and
-                 r.state not in _NOT_FINAL and not r.diverged)
+                 r.state == _FINAL and not r.diverged)
     losses = [r.final_loss for r in done if r.final_loss is not None]
     summaries.append(Summary(
         values=values, runs=tuple(runs), finished=done,

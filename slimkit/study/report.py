@@ -264,18 +264,23 @@ def table(info, analysis):
   names = [a.name for a in info.axes]
   lines = [
       '| rank | ' + ' | '.join(names) + ' | final accuracy | 95% CI | best '
-      'accuracy (95% CI) | at step | vs best (95% CI) | p (Holm) | verdict '
-      f'| seeds for Δ={info.min_effect:g} | final loss | images/s | '
-      'training time | parameters |',
+      'accuracy (95% CI) | best at steps | vs best (95% CI) | p (Holm) | '
+      f'verdict | seeds for Δ={info.min_effect:g} | final total loss | '
+      'images/s | training time | parameters |',
       '|' + '---|' * (len(names) + 13)]
   for row in analysis.rows:
     s = row.summary
     values = dict(s.values)
-    best_step = (sorted(s.best_steps)[len(s.best_steps) // 2]
-                 if s.best_steps else None)
+    # The seeds' own steps: a median of them may be a step never validated.
+    steps = sorted(set(s.best_steps))
+    best_step = ('-' if not steps else str(steps[0]) if len(steps) == 1
+                 else f'{steps[0]}-{steps[-1]}')
     parameters = next((r.parameters for r in s.runs
                        if r.parameters is not None), None)
-    final = _mean_sd(s.final_ci) if s.final else (s.status or '-')
+    final = '; '.join(
+        ([_mean_sd(s.final_ci)] if s.final else [s.status] if s.status
+         else []) + ([s.unfinished] if s.unfinished else [])) or '-'
+
     rank = (f'={row.rank}' if row.duplicate_of else
             str(row.rank) if s.final or s.status else '-')  # no result yet
     best = ('-' if s.best_ci.mean is None else
@@ -283,7 +288,7 @@ def table(info, analysis):
             .strip())
     cells = [rank] + [grid.display_value(n, values[n]) for n in names] + [
         final, _interval(s.final_ci.low, s.final_ci.high), best,
-        '-' if best_step is None else str(best_step)] + _test_cells(row)
+        best_step] + _test_cells(row)
     cells.insert(len(names) + 7, row.verdict or '-')
     cells += [_number(s.loss_ci.mean), _number(s.mean('images_per_sec'), 1),
               _duration(s.mean('wall_time')),
@@ -292,9 +297,27 @@ def table(info, analysis):
   return lines
 
 
+def _validation_split(info):
+  """'the `test` split of digits (the validation during training)'."""
+  flags = info.fixed_flags
+  split = flags.get('validation_split_name')
+  dataset = flags.get('dataset_name', 'imagenet')
+  if not split:
+    try:
+      from slimkit.datasets import dataset_factory
+      split = dataset_factory.default_validation_split(
+          dataset, flags.get('dataset_dir'))
+    except Exception:  # a description: it must never fail the report
+      return 'the validation split (else the test split)'
+  note = (' (a test split: the same split chose the rows, so its accuracy '
+          'is not an unbiased test score)' if split == 'test' else '')
+  return f'the `{split}` split of {dataset}{note}'
+
+
 def markdown(info, analysis, results):
   """The text of `report.md`."""
   finished = sum(r.state == 'finished' for r in results)
+  unfinished = sum(r.state in ('running', 'stopped') for r in results)
   failed = [r for r in results if r.state == 'failed']
   early = [r for r in results if r.stopped_by]
   wall = sum(r.wall_time or 0.0 for r in results)
@@ -307,18 +330,26 @@ def markdown(info, analysis, results):
       f'{len(results)} runs: {len(analysis.rows)} configuration(s) x '
       f'{len(info.seeds)} seed(s) ({", ".join(map(str, info.seeds))}); '
       f'{finished} finished, {len(failed)} failed'
-      f'{f", {len(early)} stopped early" if early else ""}; '
+      f'{f", {len(early)} stopped early" if early else ""}'
+      f'{f", {unfinished} running or stopped" if unfinished else ""}; '
       f'{_duration(wall)} of '
       'training in all.', '',
       f'Varied: {varied}.', '',
       'Ranked by mean final validation accuracy over the finished runs '
-      '(mean ± standard deviation over seeds, n runs; the 95% confidence '
-      'interval of the mean, Student t); then, against the best, the '
-      'difference of means with its 95% CI, the Holm-adjusted p-value and '
-      f'the verdict at alpha {info.alpha:g}; the seeds a paired t-test '
-      f'would need to detect a difference of {info.min_effect:g} with 80% '
-      'power at the observed spread. Configurations with diverged or failed '
-      'runs rank last.', '']
+      f'(accuracy on {_validation_split(info)}; mean ± standard deviation '
+      'over seeds, n runs; the 95% confidence interval of the mean, Student '
+      't); then, against the best, the difference of means with its 95% CI, '
+      f'the Holm-adjusted p-value and the verdict at alpha {info.alpha:g}; '
+      'the seeds a paired t-test would need to detect a difference of '
+      f'{info.min_effect:g} with 80% power at the observed spread. Runs not '
+      'at their last step (running, stopped, stopped early) are counted in '
+      'their row and left out of every statistic. Configurations with '
+      'diverged or failed runs rank last. "Best at steps": the steps, over '
+      'the seeds, of each run\'s best validation accuracy. "Final total '
+      'loss": the last logged training loss, cross-entropy plus the L2 '
+      'term of --weight_decay. Images/s and training time are as measured '
+      'on the machine at the time, so compare them only between runs that '
+      'shared a machine and its load.', '']
   lines += table(info, analysis)
   said = (statistics_notes(analysis) +
           notes(info, [r.summary for r in analysis.rows]))
