@@ -1,5 +1,9 @@
 """The tf.data input of training and evaluation: records to batches.
 
+Longer than most modules, on purpose: reading, checking, seeding, resuming
+and batching are one pipeline whose order matters (what is drawn where
+decides exact resume), kept in one file to be read top to bottom.
+
 Typical use (one pipeline per worker under a `tf.distribute` strategy):
 
   preprocess = preprocessing_factory.get_preprocessing('inception_v3', True)

@@ -1,5 +1,9 @@
 """Slim-style layers on Keras 3 that own variables named as TF-Slim names them.
 
+Longer than most modules, on purpose: the layers, their batch norm and their
+fake quantization decide every variable name and every numeric detail the
+nets share, and they read best side by side in one file.
+
 Every net in `nets/` is built from these few layers, so variable names and
 layer behaviour are decided here once:
 

@@ -1,5 +1,8 @@
 """TensorFlow Lite export of a trained net, and classification with the file.
 
+A little over 600 lines, on purpose: writing a `.tflite` file and running it
+share its metadata format and its input contract, which stay in one place.
+
 `export_tflite` converts a restored net into a `.tflite` flatbuffer with
 TensorFlow's converter (`tf.lite.TFLiteConverter`), in one of four variants:
 
