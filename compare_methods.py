@@ -66,30 +66,34 @@ _RAY_FLAGS = ('ray_address', 'gpus_per_run', 'cpus_per_run', 'max_failures',
               'workers_per_run')
 
 
-def _backend_or_fail():
-  """The `RayOptions` of --backend=ray (None for the local backend)."""
-  if FLAGS.backend == 'local':
-    given = [name for name in _RAY_FLAGS if FLAGS[name].present]
+def _backend_or_fail(values):
+  """The `RayOptions` of --backend=ray (None for the local backend).
+
+  Args:
+    values: The parsed flags (main's values).
+  """
+  if values.backend == 'local':
+    given = [name for name in _RAY_FLAGS if values[name].present]
     if given:
-      slim_flags.fail(f'{FLAGS[given[0]].serialize()} needs '
+      slim_flags.fail(f'{values[given[0]].serialize()} needs '
                       '--backend=ray (Ray Tune runs the trials and their '
                       'early stopping); the local backend trains every run '
                       'to --max_number_of_steps.')
     return None
-  if FLAGS.report_only:
+  if values.report_only:
     return None
   try:
     ray_backend.import_ray()
   except ray_backend.BackendError as e:
     slim_flags.fail(str(e))
   return ray_backend.RayOptions(
-      address=FLAGS.ray_address, cpus_per_run=FLAGS.cpus_per_run,
-      gpus_per_run=FLAGS.gpus_per_run, max_failures=FLAGS.max_failures,
-      early_stopping=FLAGS.early_stopping,
-      grace_period_steps=(FLAGS.grace_period_steps or
-                          FLAGS.eval_every_n_steps),
-      reduction_factor=FLAGS.reduction_factor, parallel=FLAGS.parallel,
-      workers_per_run=FLAGS.workers_per_run)
+      address=values.ray_address, cpus_per_run=values.cpus_per_run,
+      gpus_per_run=values.gpus_per_run, max_failures=values.max_failures,
+      early_stopping=values.early_stopping,
+      grace_period_steps=(values.grace_period_steps or
+                          values.eval_every_n_steps),
+      reduction_factor=values.reduction_factor, parallel=values.parallel,
+      workers_per_run=values.workers_per_run)
 
 
 def main(argv):
@@ -132,7 +136,7 @@ def main(argv):
     except ValueError as e:
       slim_flags.fail(f'--model_options={FLAGS.model_options}: {e}')
 
-  backend = _backend_or_fail()
+  backend = _backend_or_fail(FLAGS)
   base = _base_flags(training)
   base.pop('model_options', None)
   if not FLAGS.eval_every_n_steps:  # validate at least at the end
