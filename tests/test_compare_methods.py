@@ -52,6 +52,7 @@ def _rows(study_dir):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # ~120 s: 8 runs; recipes, dir and vary tests stay
 def test_a_two_by_two_grid_with_two_seeds(digits, tmp_path):
   study = tmp_path / 'study'
   argv = _base(digits, study, steps=2) + [
@@ -129,6 +130,7 @@ def _check_hparams(study, runs):
     assert starts[0].hparams['optimizer'].string_value in run
 
 
+@pytest.mark.slow  # ~60 s
 def test_a_killed_study_resumes_to_the_uninterrupted_result(digits, tmp_path):
   # One run, a checkpoint at every step; the study is killed outright
   # mid-run (its run gets SIGTERM and saves), then started again.

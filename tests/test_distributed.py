@@ -197,6 +197,7 @@ _WORKER = textwrap.dedent(r'''
 ''')
 
 
+@pytest.mark.slow  # ~70 s: three processes
 def test_two_workers_train_in_sync_as_one_process_of_twice_the_batch(
     tmp_path, cifar_dir):
   batch = 4

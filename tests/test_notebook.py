@@ -44,6 +44,7 @@ def test_walkthrough_runs_offline_from_the_notebooks_folder(tmp_path,
 
 
 
+@pytest.mark.slow  # ~90 s: a 4-run study; the report tests cover its content
 def test_the_study_notebook_shows_the_report_and_the_plots(tmp_path,
                                                            monkeypatch):
   notebook = nbformat.read(STUDY_NOTEBOOK, as_version=4)

@@ -255,6 +255,7 @@ def test_qat_int8_is_as_accurate_as_ptq(runs):
   print('accuracy on all 1797 digits:', accuracy)
 
 
+@pytest.mark.slow  # ~55 s
 def test_tensors_outside_the_layers_are_calibrated_and_learned_ranges_kept():
   # MobileNet v2's residual sums lie between layers: no learned range.
   net = nets_factory.get_network_fn('mobilenet_v2_035', 10)

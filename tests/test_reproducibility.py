@@ -173,6 +173,7 @@ def _scalars(directory, tag):
   return values
 
 
+@pytest.mark.slow  # ~60 s; one clone stays
 def test_two_clones_are_reproducible_and_validation_changes_nothing(
     digits, tmp_path):
   # The same seed twice on two clones, once with validation during training

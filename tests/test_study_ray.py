@@ -164,6 +164,7 @@ def _same_study_on_both_backends(digits, cluster, tmp_path, grid):
   return local_secs, ray_secs
 
 
+@pytest.mark.slow  # ~90 s; the install and local checks stay
 def test_two_runs_on_ray_match_the_local_backend(digits, cluster, tmp_path):
   _same_study_on_both_backends(digits, cluster, tmp_path,
                                ['--learning_rate=0.01', '--seeds=0,1'])
@@ -213,6 +214,7 @@ def test_asha_stops_the_hopeless_learning_rate(digits, cluster, tmp_path):
   assert '2 of 2 runs are done already' in again.stdout
 
 
+@pytest.mark.slow  # ~50 s: a Ray cluster and a study
 def test_ctrl_c_leaves_no_training_process(digits, cluster, tmp_path):
   study = tmp_path / 'study'
   driver = _start(_argv(digits, study, '--vary=learning_rate=0.01,0.03',

@@ -135,7 +135,11 @@ RECIPES = {
 }
 
 
-@pytest.mark.parametrize('name', sorted(RECIPES))
+# adamw and nadam take ~2 min together: slow; lamb and lion stay (each
+# optimizer's update equals Keras's in test_optimization.py).
+@pytest.mark.parametrize('name', [
+    pytest.param(n, marks=pytest.mark.slow) if n in ('adamw', 'nadam') else n
+    for n in sorted(RECIPES)])
 def test_each_new_optimizer_trains_lenet_with_a_falling_loss(
     mnist_dir, tmp_path, name):
   # Seeded by conftest; seeds 0-4 all fall below 0.07 of the first loss.

@@ -98,6 +98,7 @@ def cifar_dir(tmp_path_factory):
       tmp_path_factory.mktemp('cifar10'), 'cifar10', {'train': 64})
 
 
+@pytest.mark.slow  # ~100 s: a parameter-server cluster, 3 runs
 def test_parameter_servers_get_every_feature_of_the_loop(tmp_path, cifar_dir):
   train_dir = tmp_path / 'train'
   with dist.Processes(tmp_path) as procs:

@@ -126,6 +126,7 @@ def _kill_and_resume(mnist_dir, train_dir, kills, seed):
   return last_step
 
 
+@pytest.mark.slow  # ~55 s; SIGTERM and torn checkpoints stay
 def test_kill_9_at_random_moments_then_resume_reaches_max_steps(
     mnist_dir, tmp_path):
   _kill_and_resume(mnist_dir, tmp_path / 'train', kills=2, seed=1)

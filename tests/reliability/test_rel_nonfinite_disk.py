@@ -106,6 +106,7 @@ def test_an_unwritable_train_dir_is_a_clear_error(mnist_dir, tmp_path):
   assert 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow  # ~70 s
 def test_fp16_gradient_overflow_is_skipped_not_applied(mnist_dir, tmp_path,
                                                         monkeypatch):
   """Mixed float16: overflowing steps are skipped, the weights stay finite.
