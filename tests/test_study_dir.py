@@ -3,13 +3,13 @@
 import hashlib
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 from slimkit.study import grid
 from slimkit.study import study_file
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,7 @@ def _tree(path):
 
 
 def _compare_methods(study_dir, *extra):
-  return subprocess.run(
+  return script_runner.run(
       [sys.executable, os.path.join(ROOT, 'compare_methods.py'),
        '--dataset_name=digits', f'--dataset_dir={study_dir}/no_data',
        '--model_name=lenet', '--max_number_of_steps=10',

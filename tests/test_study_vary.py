@@ -1,12 +1,12 @@
 """A command-line `--vary` replaces a flagfile's axis of the same name."""
 
 import os
-import subprocess
 import sys
 
 import pytest
 
 from slimkit.study import grid
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,7 +41,7 @@ def test_a_name_repeated_in_one_place_stays_an_error(parsed, typed):
 
 def test_compare_methods_says_it_replaced_the_axis(tmp_path):
   # The study stops at --dataset_name=synthetic, after resolving its grid.
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, 'compare_methods.py'),
        '--flagfile=' + os.path.join(ROOT, 'studies', 'kernels.flags'),
        '--vary=kernel_size=3', '--dataset_name=synthetic',
