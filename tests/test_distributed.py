@@ -17,6 +17,7 @@ import pytest
 
 from slimkit.deployment import cluster as cluster_lib
 from slimkit.deployment import model_deploy
+from tests import event_files
 from tests import local_cluster
 from tests import script_runner
 from tests import seeding
@@ -249,14 +250,7 @@ def test_two_workers_train_in_sync_as_one_process_of_twice_the_batch(
 
 def _validated(train_dir, tag='eval/Accuracy'):
   """{step: value} of `tag` in train_dir/validation."""
-  import tensorflow as tf
-  values = {}
-  for path in sorted(glob.glob(str(train_dir / 'validation' / 'events.*'))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          values[event.step] = float(tf.make_ndarray(value.tensor))
-  return values
+  return event_files.scalars(os.path.join(str(train_dir), 'validation'), tag)
 
 
 def _checkpoint(prefix):

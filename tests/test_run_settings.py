@@ -27,6 +27,7 @@ from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
 from slimkit.study import grid
 from slimkit.study import results as study_results
+from tests import event_files
 from tests import seeding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -214,29 +215,17 @@ def test_classify_a_run_checkpoint(run, tmp_path):
   assert abs(float(top[2]) - probabilities[best]) < 1e-3
 
 
-def _events(directory, tag):
-  """`{step: value}` of `tag`, read with TF's own summary iterator."""
-  found = {}
-  for path in sorted(tf.io.gfile.glob(os.path.join(directory,
-                                                   'events.out.*'))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for value in event.summary.value:
-        if value.tag == tag:
-          found[event.step] = float(tf.make_ndarray(value.tensor))
-  return found
-
-
 def test_results_are_what_the_event_files_say(run):
   read = runs.read_results(run['train_dir'])
   validation = os.path.join(run['train_dir'], 'validation')
-  accuracy = _events(validation, 'eval/Accuracy')
+  accuracy = event_files.scalars(validation, 'eval/Accuracy')
   assert sorted(accuracy) == [3, 6]  # --eval_every_n_steps=3, 6 steps
   assert [p.step for p in read.validation] == [3, 6]
   for point in read.validation:
     assert point.metrics['Accuracy'] == pytest.approx(accuracy[point.step])
     assert point.metrics['loss'] == pytest.approx(
-        _events(validation, 'eval/loss')[point.step])
-  losses = _events(run['train_dir'], 'total_loss')
+        event_files.scalars(validation, 'eval/loss')[point.step])
+  losses = event_files.scalars(run['train_dir'], 'total_loss')
   assert {s.step: s.value for s in read.losses} == pytest.approx(losses)
   reader = tf.train.load_checkpoint(run['checkpoint'])
   assert read.global_step == STEPS == int(
