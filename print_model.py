@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 from slimkit import flags as slim_flags
+from slimkit import flops
 from slimkit.nets import nets_factory
 
 FLAGS = slim_flags.FLAGS
@@ -50,35 +51,6 @@ def default_channels(model_name):
   """Returns 1 for nets fed grayscale digits (LeNet preprocessing), else 3."""
   entry = nets_factory.get_entry(model_name)
   return 1 if entry.preprocessing_name == 'lenet' else 3
-
-
-def count_multiply_adds(graph):
-  """Counts the multiply-adds of the convolutions and matmuls in `graph`.
-
-  Only these ops are counted, as TF's profiler and TF-Slim's published
-  tables do (batch norm, activations, pooling and additions are ignored).
-  Shapes must be static.
-
-  Args:
-    graph: A `tf.Graph`, e.g. a concrete function's graph traced at batch 1.
-
-  Returns:
-    The number of multiply-adds, an int.
-  """
-  total = 0
-  for op in graph.get_operations():
-    if op.type == 'Conv2D':
-      kh, kw, cin, _ = op.inputs[1].shape.as_list()
-      total += op.outputs[0].shape.num_elements() * kh * kw * cin
-    elif op.type == 'DepthwiseConv2dNative':
-      kh, kw, _, _ = op.inputs[1].shape.as_list()
-      total += op.outputs[0].shape.num_elements() * kh * kw
-    elif op.type in ('MatMul', 'BatchMatMulV2', 'BatchMatMulV3'):
-      a_shape = op.inputs[0].shape.as_list()
-      transpose = op.get_attr('transpose_a' if op.type == 'MatMul' else 'adj_x')
-      inner = a_shape[-2] if transpose else a_shape[-1]
-      total += op.outputs[0].shape.num_elements() * inner
-  return total
 
 
 def summarize(model_name, num_classes=None, image_size=None, channels=None,
@@ -130,7 +102,7 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
       'total_parameters': size(net.weights),
       'num_variables': len(net.weights),
       'num_trainable_variables': len(net.trainable_weights),
-      'multiply_adds': count_multiply_adds(concrete.graph),
+      'multiply_adds': flops.count_multiply_adds(concrete.graph),
       'end_points': [(k, v.shape.as_list()) for k, v in end_points.items()],
       'options': dict(options),
       'valid_options': nets_factory.network_options(model_name),
