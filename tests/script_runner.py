@@ -3,8 +3,9 @@
 Most script tests run `python script.py --flags` and read the return code,
 stdout and stderr. Started as a new interpreter, every such run first spends
 ~5 s (more on a loaded machine) importing TensorFlow. Here each run is a
-process forked from a server that imported TensorFlow and Keras once
-(`multiprocessing`'s forkserver with a preload): the script still runs in its
+process forked from a server that imported TensorFlow, Keras and a few
+other heavy libraries (`_PRELOAD`) once (`multiprocessing`'s forkserver with
+a preload): the script still runs in its
 own process, with its own absl `FLAGS`, environment, working directory and
 file descriptors 1 and 2, and exits with its own code; only the import is
 shared. The server imports nothing of this repository, so every run imports
@@ -27,7 +28,12 @@ import sys
 import tempfile
 import traceback
 
-_PRELOAD = ['tensorflow', 'keras']
+# What the scripts import that costs seconds and holds no state of theirs:
+# TensorFlow and Keras for every script; scipy's statistics, matplotlib's
+# non-interactive figures and TensorBoard's summary ops for compare_methods.py
+# (a `--report_only` run took 3.5-5 s without them, 0.6-2 s with them).
+_PRELOAD = ['tensorflow', 'keras', 'scipy.stats', 'matplotlib.figure',
+            'matplotlib.backends.backend_agg', 'tensorboard.summary.v2']
 _context = None
 
 

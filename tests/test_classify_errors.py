@@ -8,7 +8,6 @@ SavedModel and with a TFLite file. No TensorFlow traceback.
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -19,6 +18,7 @@ from slimkit.export import saved_model
 from slimkit.export import tflite
 from slimkit.nets import nets_factory
 from slimkit.preprocessing import preprocessing_factory
+from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,7 +97,7 @@ def test_classify_files_names_the_bad_file(exported):
 def test_script_exit_status_and_one_line_per_bad_file(exported, flag):
   model = exported['saved_model' if flag == 'saved_model_dir' else 'tflite']
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(
+  result = script_runner.run(
       [sys.executable, os.path.join(ROOT, 'classify_image.py'),
        f'--{flag}={model}', exported['text'], exported['missing'],
        exported['good']],

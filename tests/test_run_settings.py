@@ -10,7 +10,6 @@ the checkpoint and event files hold, read independently here.
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -28,6 +27,7 @@ from slimkit.preprocessing import preprocessing_factory
 from slimkit.study import grid
 from slimkit.study import results as study_results
 from tests import event_files
+from tests import script_runner
 from tests import seeding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,9 +37,9 @@ EVAL_IMAGES = 100
 
 def _run(script, *args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args],
-                        cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=600, check=False)
+  return script_runner.run(
+      [sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=600, check=False)
 
 
 @pytest.fixture(scope='module')

@@ -12,7 +12,6 @@ assertions hold for other seeds too.
 
 import csv
 import os
-import subprocess
 import sys
 
 import pytest
@@ -30,6 +29,7 @@ from slimkit.study import report
 from slimkit.study import results
 from slimkit.training import optimization
 from slimkit.training import trainer
+from tests import script_runner
 from tests import seeding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -120,8 +120,8 @@ def test_a_diverging_configuration_is_shown_diverged_and_ranked_last(
           '--save_summaries_secs=100000', '--vary=activation=elu,relu',
           f'--seeds={seeding.SEED}', '--parallel=2']
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-  result = subprocess.run(argv, capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=1800, check=False)
+  result = script_runner.run(argv, capture_output=True, text=True,
+                             env=env, cwd=ROOT, timeout=1800, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(study / 'summary.csv') as f:
     rows = list(csv.DictReader(f))
