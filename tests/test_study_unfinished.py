@@ -160,3 +160,17 @@ def test_a_configuration_stopped_early_above_the_best_is_not_the_best():
               (1, '0.1', 'stopped early: not tested'), (2, '0.01', 'best')]
   assert analysis.best.summary.values == (('learning_rate', '0.01'),)
   assert analysis.tests == 0
+
+
+def test_a_run_resumed_after_an_early_stop_is_no_longer_stopped_early(
+    tmp_path):
+  # Its status keeps what stopped it once; its state says it went on.
+  from slimkit.study import runner
+  run = grid.Run('learning_rate=0.1,seed=0', (('learning_rate', '0.1'),), 0)
+  for state, expected in (('stopped early', ('ASHA', 100)),
+                          ('running', (None, None)),
+                          ('finished', (None, None))):
+    runner.write_status(str(tmp_path), {'state': state, 'stopped_by': 'ASHA',
+                                        'stopped_at': 100})
+    result = results.read_run(str(tmp_path), run)
+    assert (result.stopped_by, result.stopped_at) == expected, state
