@@ -21,6 +21,7 @@ import pytest
 
 from slimkit import runs
 from slimkit.datasets import digits as digits_lib
+from slimkit.study import grid
 from slimkit.study import ray_backend
 from slimkit.study import runner
 
@@ -239,6 +240,52 @@ def test_the_median_rule_stops_the_hopeless_learning_rate(
   text = (study / 'report.md').read_text()
   assert ('1 run(s) stopped early by the median stopping rule' in text)
   assert '| 2 | 1e-6 |' in text  # ranked with what it reached
+
+
+class _Exiting:
+  """A training process told to stop while it exits by itself."""
+
+  def __init__(self):
+    self.stopped = False
+
+  def poll(self):
+    return 0 if self.stopped else None
+
+  def wait(self, timeout=None):
+    return 0
+
+  def stop(self):
+    self.stopped = True
+
+
+class _Study:
+  """What a `RunFollower` reads of a study."""
+  max_number_of_steps = 40
+
+  def __init__(self, directory):
+    self.directory = directory
+
+  def run_dir(self, run):
+    return os.path.join(self.directory, run.name)
+
+  def argv(self, run):
+    return ['train_image_classifier.py', f'--train_dir={self.run_dir(run)}']
+
+
+@pytest.mark.parametrize('step, state', [(40, 'finished'), (30, 'stopped')])
+def test_a_run_stopped_after_its_last_step_is_finished(tmp_path, step,
+                                                        state):
+  # A scheduler's stop, decided on an earlier point, reaches a run that has
+  # trained and validated to its last step and is exiting: it finished.
+  study, child = _Study(str(tmp_path)), _Exiting()
+  run = grid.Run('learning_rate=0.1,seed=0', (('learning_rate', '0.1'),), 0)
+  follower = ray_backend.RunFollower(study, run, lambda argv, run_dir: child)
+  with open(os.path.join(study.run_dir(run), 'checkpoint'), 'w') as f:
+    f.write(f'model_checkpoint_path: "model.ckpt-{step}"\n')
+  follower.close()
+  assert child.stopped
+  status = runner.read_status(study.run_dir(run))
+  assert status['state'] == state and status['global_step'] == step
 
 
 class _Trial:

@@ -194,6 +194,18 @@ class ProcessGroup:
         pass
 
 
+def trained_to_the_end(study, run):
+  """Whether `run`'s newest checkpoint is at its last step.
+
+  The trainer validates at the last step before it saves that checkpoint,
+  so such a run is finished whatever stopped its process afterwards (a
+  scheduler's stop decided on an earlier point arrives while the run
+  exits).
+  """
+  return (runs.checkpoint_step(study.run_dir(run)) >=
+          study.max_number_of_steps)
+
+
 def _validation_points(run_dir):
   """`[(step, accuracy)]` the run has validated, by step."""
   return [(point.step, point.value) for point in runs.scalars(
@@ -297,7 +309,11 @@ class RunFollower:
       return
     self.child.stop()
     status = runner.read_status(self.run_dir)
-    if status.get('state') == runner.RUNNING:  # else the driver said why
+    if trained_to_the_end(self.study, self.run):
+      status.update(state=runner.FINISHED, error=None)
+      for key in ('stopped_by', 'stopped_at'):
+        status.pop(key, None)
+    elif status.get('state') == runner.RUNNING:  # else the driver said why
       status['state'] = runner.STOPPED
     segments = status.get('segments') or [[self.start, self.start]]
     segments[-1][1] = time.time()
@@ -480,7 +496,9 @@ def run_study(study, options, *, log=print,
     if state not in (runner.FINISHED, runner.FAILED):
       segments = status.get('segments') or [[time.time()] * 2]
       segments[-1][1] = time.time()
-      if error is not None:
+      if error is None and trained_to_the_end(study, run):
+        state = runner.FINISHED  # a stop that came too late
+      elif error is not None:
         state = runner.FAILED
         status.update(error=f'its trial failed {trial.num_failures} '
                       f'time(s); last: {str(error).strip().splitlines()[-1]}')
