@@ -188,3 +188,45 @@ def check(result):
                                  not result.values):
     raise RuntimeError(f'{result.name} failed (exit {result.returncode}, '
                        f'{len(result.steps)} step lines):\n{result.log_tail}')
+
+
+# The study benchmarks (asha_savings.py, study_backends.py): lenet on the
+# bundled digits, small enough for a loaded 2-core machine.
+DIGITS_STUDY_FLAGS = (
+    '--dataset_name=digits', '--model_name=lenet', '--batch_size=16',
+    '--optimizer=momentum', '--learning_rate_decay_type=fixed',
+    '--weight_decay=0', '--num_readers=1', '--num_preprocessing_threads=1',
+    '--save_summaries_secs=100000')
+
+
+def digits_records(directory):
+  """Converts the bundled digits into `directory` (once) and returns it."""
+  if not os.path.exists(os.path.join(directory, 'labels.txt')):
+    from slimkit.datasets import digits
+    digits.run(directory)
+  return directory
+
+
+def run_study(study_dir, flags):
+  """Runs `compare_methods.py --study_dir=study_dir <flags>` to its end.
+
+  Returns:
+    `(wall seconds, {run: results.csv row})`.
+
+  Raises:
+    RuntimeError: with the output's tail when the study failed.
+  """
+  import csv
+  argv = [sys.executable, os.path.join(ROOT, 'compare_methods.py'),
+          f'--study_dir={study_dir}', *flags]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+  env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')
+  start = time.time()
+  result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT,
+                          env=env, check=False)
+  wall = time.time() - start
+  if result.returncode:
+    raise RuntimeError(f'{" ".join(argv)} failed ({result.returncode}):\n'
+                       + (result.stdout + result.stderr)[-4000:])
+  with open(os.path.join(study_dir, 'results.csv')) as f:
+    return wall, {row['run']: row for row in csv.DictReader(f)}

@@ -21,6 +21,8 @@ import pytest
 
 from slimkit import runs
 from slimkit.datasets import digits as digits_lib
+from slimkit.study import grid
+from slimkit.study import ray_backend
 from slimkit.study import runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -212,6 +214,160 @@ def test_asha_stops_the_hopeless_learning_rate(digits, cluster, tmp_path):
                      '--early_stopping=asha', '--grace_period_steps=20',
                      steps=120))
   assert '2 of 2 runs are done already' in again.stdout
+
+
+@pytest.mark.slow  # ~2.5 min (loaded 2 cores): 2 runs of 40 steps in turn
+def test_the_median_rule_stops_the_hopeless_learning_rate(
+    digits, cluster, tmp_path):
+  # The good run goes first and to its end; the hopeless one (chance
+  # accuracy) is below its accuracy at step 20 and stops there.
+  study = tmp_path / 'study'
+  result = _run(_argv(digits, study, '--vary=learning_rate=0.01,1e-6',
+                      '--eval_every_n_steps=20', '--backend=ray',
+                      f'--ray_address={cluster.address}', '--parallel=1',
+                      '--early_stopping=median', '--grace_period_steps=20',
+                      steps=40))
+  rows = _rows(study)
+  good = rows['learning_rate=0.01,seed=0']
+  bad = rows['learning_rate=1e-6,seed=0']
+  assert good['state'] == 'finished' and good['global_step'] == '40'
+  assert bad['state'] == 'stopped early', result.stdout[-3000:]
+  status = _status(study, 'learning_rate=1e-6,seed=0')
+  assert status['stopped_by'] == 'the median stopping rule'
+  assert status['stopped_at'] == 20
+  assert 'stopped early at step 20 by the median stopping rule' in (
+      result.stdout)
+  text = (study / 'report.md').read_text()
+  assert ('1 run(s) stopped early by the median stopping rule' in text)
+  assert '| 2 | 1e-6 |' in text  # ranked with what it reached
+
+
+class _Exiting:
+  """A training process told to stop while it exits by itself."""
+
+  def __init__(self):
+    self.stopped = False
+
+  def poll(self):
+    return 0 if self.stopped else None
+
+  def wait(self, timeout=None):
+    return 0
+
+  def stop(self):
+    self.stopped = True
+
+
+class _Study:
+  """What a `RunFollower` reads of a study."""
+  max_number_of_steps = 40
+
+  def __init__(self, directory):
+    self.directory = directory
+
+  def run_dir(self, run):
+    return os.path.join(self.directory, run.name)
+
+  def argv(self, run):
+    return ['train_image_classifier.py', f'--train_dir={self.run_dir(run)}']
+
+
+@pytest.mark.parametrize('step, state', [(40, 'finished'), (30, 'stopped')])
+def test_a_run_stopped_after_its_last_step_is_finished(tmp_path, step,
+                                                        state):
+  # A scheduler's stop, decided on an earlier point, reaches a run that has
+  # trained and validated to its last step and is exiting: it finished.
+  study, child = _Study(str(tmp_path)), _Exiting()
+  run = grid.Run('learning_rate=0.1,seed=0', (('learning_rate', '0.1'),), 0)
+  follower = ray_backend.RunFollower(study, run, lambda argv, run_dir: child)
+  with open(os.path.join(study.run_dir(run), 'checkpoint'), 'w') as f:
+    f.write(f'model_checkpoint_path: "model.ckpt-{step}"\n')
+  follower.close()
+  assert child.stopped
+  status = runner.read_status(study.run_dir(run))
+  assert status['state'] == state and status['global_step'] == step
+
+
+class _Trial:
+  """What Tune's schedulers read of a trial."""
+
+  def __init__(self, name):
+    self.config, self.trial_id, self.status = {'run': name}, name, 'RUNNING'
+
+
+class _Controller:
+  """What the median rule asks Tune's controller: the live trials."""
+
+  def __init__(self, live):
+    self.live = live
+
+  def get_live_trials(self):
+    return self.live
+
+
+def _median_rule(runs, stopped):
+  from ray import tune
+  options = ray_backend.RayOptions(early_stopping='median',
+                                   grace_period_steps=20)
+  return ray_backend._scheduler(tune, options, 60, stopped, runs)
+
+
+def _report(scheduler, controller, trial, step, accuracy):
+  return scheduler.on_trial_result(controller, trial, {
+      ray_backend.TIME_ATTR: step, ray_backend.METRIC: accuracy})
+
+
+def _end(scheduler, controller, trial, step, accuracy):
+  """A run's end as the trial reports it: its last point again."""
+  result = {ray_backend.TIME_ATTR: step, ray_backend.METRIC: accuracy,
+            ray_backend.ENDED: True, 'done': True}
+  assert scheduler.on_trial_result(controller, trial, result) == 'CONTINUE'
+  scheduler.on_trial_complete(controller, trial, result)
+
+
+def test_the_median_rule_stops_a_run_below_the_median_of_the_others():
+  # Ray's MedianStoppingRule on the steps: a run past the grace period (20)
+  # stops when its best accuracy so far is below the median of the other
+  # runs' mean accuracy from step 20 to its step, over at least 3 runs.
+  stopped = {}
+  rule = _median_rule(5, stopped)
+  a, b, c, d, e = (_Trial(n) for n in 'abcde')
+  waiting = _Controller([_Trial('pending')])
+  waiting.live[0].status = 'PENDING'
+  # Too few others to judge with runs waiting: Ray would pause the run (its
+  # training process stopped and started again); it trains on.
+  assert _report(rule, waiting, a, 20, 0.5) == 'CONTINUE'
+  for trial, curve in ((a, [(40, 0.8), (60, 0.9)]),
+                       (b, [(20, 0.4), (40, 0.7), (60, 0.85)]),
+                       (c, [(20, 0.6), (40, 0.75), (60, 0.8)])):
+    for step, accuracy in curve:
+      assert _report(rule, waiting, trial, step, accuracy) == 'CONTINUE'
+    _end(rule, waiting, trial, *curve[-1])
+  # Before the grace period nothing stops.
+  assert _report(rule, waiting, d, 10, 0.05) == 'CONTINUE'
+  # At 20: median of a, b, c at 20 (0.5, 0.4, 0.6) is 0.5 > 0.1.
+  assert _report(rule, waiting, d, 20, 0.1) == 'STOP'
+  # e at 20: median of 0.5, 0.4, 0.6, 0.1 (d) is 0.45 <= 0.55: on. At 40:
+  # the means over steps 20-40 of a, b, c are 0.65, 0.55, 0.675, median
+  # 0.65 > 0.6, e's best.
+  assert _report(rule, waiting, e, 20, 0.55) == 'CONTINUE'
+  assert _report(rule, waiting, e, 40, 0.6) == 'STOP'
+  assert stopped == {'d': 20, 'e': 40}
+
+
+def test_the_median_rule_of_a_two_run_study_compares_with_the_other():
+  # Ray's default needs 3 other runs: a study of 2 would never stop one.
+  assert [ray_backend.median_min_runs(n) for n in (1, 2, 3, 4, 12)] == [
+      1, 1, 2, 3, 3]
+  stopped = {}
+  rule = _median_rule(2, stopped)
+  good, hopeless = _Trial('good'), _Trial('hopeless')
+  idle = _Controller([])
+  for step, accuracy in ((20, 0.5), (40, 0.8), (60, 0.9)):
+    assert _report(rule, idle, good, step, accuracy) == 'CONTINUE'
+  _end(rule, idle, good, 60, 0.9)
+  assert _report(rule, idle, hopeless, 20, 0.1) == 'STOP'
+  assert stopped == {'hopeless': 20}
 
 
 @pytest.mark.slow  # ~50 s: a Ray cluster and a study

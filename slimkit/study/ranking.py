@@ -6,13 +6,19 @@
 
 A configuration is the varied values without the seed. Its statistics use
 its finished runs only (a diverged, failed or unfinished run has no final
-accuracy to average); the table states how many. The order:
+accuracy to average); the table states how many. A run stopped early by a
+scheduler (ASHA, the median rule) is ranked with what it reached: its
+configuration's place is the mean of the last validation accuracies of its
+finished and stopped-early runs (`reached`), but it stays out of every test.
+The order:
 
-1. configurations whose runs all finished (or are still to come), by mean
-   final validation accuracy; the first is `best`, and every other one is
-   compared with it over the seeds both ran (`stats.compare`), the p-values
-   Holm-adjusted over those comparisons: `worse` below `alpha`, else `tied
-   with best`; with fewer than 3 seeds, no test (`not tested`);
+1. configurations whose runs all finished, were stopped early (or are still
+   to come), by that mean; the first with finished runs is `best`, and every
+   other one with finished runs is compared with it over the seeds both ran
+   (`stats.compare`, finished runs only), the p-values Holm-adjusted over
+   those comparisons: `worse` below `alpha`, else `tied with best`; with
+   fewer than 3 seeds, no test (`not tested`); a configuration whose runs
+   all stopped early is not compared (`stopped early: not tested`);
 2. configurations with a diverged or failed run ("diverged k/n (step s)"),
    below every one that finished, not tested;
 3. configurations without any result.
@@ -36,6 +42,7 @@ from slimkit.training import optimization
 
 BEST, TIED, WORSE, BETTER = 'best', 'tied with best', 'worse', 'better'
 NOT_TESTED = 'not tested'
+EARLY = 'stopped early: not tested'
 DEFAULT_OPTIMIZER = 'rmsprop'  # train_image_classifier.py's --optimizer
 # The optimizer flags, each read only by the optimizers whose entry names it.
 OPTIMIZER_FLAGS = frozenset(
@@ -45,6 +52,9 @@ OPTIMIZER_FLAGS = frozenset(
 # running, stopped (Ctrl-C) or stopped-early run has not reached its last
 # step, and a failed one never will.
 _FINAL = 'finished'
+# A run a scheduler stopped (runner.STOPPED_EARLY). Its `stopped_by` alone
+# does not say so: a run resumed later keeps it in its status.
+_EARLY = 'stopped early'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,13 +66,18 @@ class Summary:
     runs: Its `RunResult`s.
     finished: The runs its statistics use: finished runs (at their last
       step) that did not diverge. Running, stopped and stopped-early runs
-      are counted (`unfinished`), never averaged.
-    final: Their final validation accuracies.
+      are counted (`unfinished`), never averaged into these.
+    stopped_early: The runs a scheduler stopped early that validated at
+      least once: ranked with what they reached, never tested.
+    final: The finished runs' final validation accuracies.
     best: Their best validation accuracies.
     best_steps: The steps of those.
     final_ci: `stats.MeanCI` of `final`.
     best_ci: Of `best`.
     loss_ci: Of their final training losses.
+    reached_ci: `stats.MeanCI` of the last validation accuracies of the
+      finished and stopped-early runs: what the ranking sorts by.
+    early_ci: Of the stopped-early runs' alone.
   """
   values: Tuple[Tuple[str, str], ...]
   runs: tuple
@@ -73,6 +88,9 @@ class Summary:
   final_ci: stats.MeanCI
   best_ci: stats.MeanCI
   loss_ci: stats.MeanCI
+  stopped_early: tuple = ()
+  reached_ci: Optional[stats.MeanCI] = None
+  early_ci: Optional[stats.MeanCI] = None
 
   @property
   def label(self):
@@ -109,26 +127,35 @@ class Summary:
     return ', '.join(said)
 
   @property
+  def early(self):
+    """'stopped early 1/3 at step 100 by ASHA'; '' when none."""
+    runs = [r for r in self.runs if r.state == _EARLY]
+    if not runs:
+      return ''
+    by = ', '.join(sorted({r.stopped_by or 'a scheduler' for r in runs}))
+    return (f'stopped early {len(runs)}/{len(self.runs)} at '
+            f'{_steps(stopped_at(r) for r in runs)} by {by}')
+
+  @property
   def unfinished(self):
     """'running 1/3 (step 50)', 'stopped ...', 'stopped early ... by ASHA'.
 
     Runs left out of the statistics because they have not reached their
     last step; '' when none.
     """
+    return ', '.join(t for t in (self.interrupted, self.early) if t)
+
+  @property
+  def interrupted(self):
+    """'running 1/3 (step 50), stopped 1/3 (step 20)'; '' when none."""
     n = len(self.runs)
-    said = []
-    for label, runs in (
-        ('running', [r for r in self.runs if r.state == 'running']),
-        ('stopped', [r for r in self.runs if r.state == 'stopped']),
-        ('stopped early', [r for r in self.runs if r.stopped_by])):
-      if runs:
-        steps = sorted(r.global_step or 0 for r in runs)
-        where = (f'step {steps[0]}' if steps[0] == steps[-1] else
-                 f'steps {steps[0]}-{steps[-1]}')
-        by = sorted({r.stopped_by for r in runs if r.stopped_by})
-        said.append(f'{label} {len(runs)}/{n} ({where}'
-                    f'{" by " + ", ".join(by) if by else ""})')
-    return ', '.join(said)
+    return ', '.join(
+        f'{label} {len(runs)}/{n} '
+        f'({_steps(r.global_step or 0 for r in runs)})'
+        for label, runs in (
+            ('running', [r for r in self.runs if r.state == 'running']),
+            ('stopped', [r for r in self.runs if r.state == 'stopped']))
+        if runs)
 
   def flags(self, fixed_flags):
     """Every flag of this configuration's runs (a recipe's file included)."""
@@ -146,6 +173,18 @@ class Summary:
     return float(np.mean(numbers)) if numbers else None
 
 
+def stopped_at(run):
+  """The step a scheduler stopped `run` at (its checkpoint's if unknown)."""
+  return run.stopped_at if run.stopped_at is not None else run.global_step or 0
+
+
+def _steps(steps):
+  """'step 50' or 'steps 50-100'."""
+  steps = sorted(steps)
+  return (f'step {steps[0]}' if steps[0] == steps[-1] else
+          f'steps {steps[0]}-{steps[-1]}')
+
+
 def summarize(results):
   """One `Summary` per configuration, in grid order."""
   groups = {}
@@ -155,6 +194,8 @@ def summarize(results):
   for values, runs in groups.items():
     done = tuple(r for r in runs if r.final_accuracy is not None and
                  r.state == _FINAL and not r.diverged)
+    early = tuple(r for r in runs if r.final_accuracy is not None and
+                  r.state == _EARLY)
     losses = [r.final_loss for r in done if r.final_loss is not None]
     summaries.append(Summary(
         values=values, runs=tuple(runs), finished=done,
@@ -163,7 +204,9 @@ def summarize(results):
         best_steps=tuple(r.best_step for r in done),
         final_ci=stats.mean_ci(r.final_accuracy for r in done),
         best_ci=stats.mean_ci(r.best_accuracy for r in done),
-        loss_ci=stats.mean_ci(losses)))
+        loss_ci=stats.mean_ci(losses), stopped_early=early,
+        reached_ci=stats.mean_ci(r.final_accuracy for r in done + early),
+        early_ci=stats.mean_ci(r.final_accuracy for r in early)))
   return summaries
 
 
@@ -207,7 +250,8 @@ class Row:
       a duplicate, a diverged or failed one, one without results).
     adjusted_p: The Holm-adjusted p-value of the comparison, or None.
     verdict: `best`, `tied with best`, `worse` (`better`: only when the
-      paired seeds disagree with the means), `not tested`, the status
+      paired seeds disagree with the means), `not tested`, `stopped early:
+      not tested` (every run stopped early), the status
       ('diverged 2/5 (step 22)'), `same training as rank r`, or ''.
     seeds_needed: Seeds for 80% power to detect `min_effect` at the
       comparison's observed SD of differences, at least
@@ -241,6 +285,11 @@ class Analysis:
   alpha: float
   min_effect: float
   tests: int
+
+  @property
+  def stopped_early(self):
+    """The runs ranked with what they reached and left out of the tests."""
+    return tuple(r for row in self.rows for r in row.summary.stopped_early)
 
   @property
   def best(self):
@@ -284,15 +333,18 @@ def analyze(results, fixed_flags=None, alpha=0.05, min_effect=0.01):
       representative[key] = summary
       distinct.append(summary)
   order = {s.values: i for i, s in enumerate(distinct)}
-  clean = sorted((s for s in distinct if s.final and not s.status),
-                 key=lambda s: (-s.final_ci.mean, order[s.values]))
+  # Ranked by what the runs reached: the finished ones' final accuracy and
+  # the stopped-early ones' last (the same as the final mean without any).
+  ranked = [s for s in distinct if s.reached_ci.n and not s.status]
+  clean = sorted(ranked, key=lambda s: (-s.reached_ci.mean, order[s.values]))
   broken = sorted((s for s in distinct if s.status),
                   key=lambda s: (-len(s.final) / len(s.runs),
                                  -(s.final_ci.mean or -1.0), order[s.values]))
-  empty = [s for s in distinct if not s.final and not s.status]
-  best = clean[0] if clean else None
+  empty = [s for s in distinct if not s.reached_ci.n and not s.status]
+  # The tests use finished runs only: a stopped-early run never enters one.
+  best = next((s for s in clean if s.final), None)
   comparisons = {s.values: stats.compare(best.accuracies, s.accuracies)
-                 for s in clean[1:]}
+                 for s in clean if s.final and s is not best}
   tested = [v for v, c in comparisons.items() if c.p_value is not None]
   adjusted = dict(zip(tested, stats.holm(comparisons[v].p_value
                                          for v in tested)))
@@ -307,6 +359,8 @@ def analyze(results, fixed_flags=None, alpha=0.05, min_effect=0.01):
       verdict = BEST
     elif summary.status:
       verdict = summary.status
+    elif not summary.final and summary.stopped_early:
+      verdict = EARLY
     elif comparison is None:
       verdict = ''
     elif p is None:

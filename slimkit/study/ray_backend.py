@@ -40,6 +40,13 @@ INSTALL = ('pip install -e ".[ray]" (from a clone) or '
 EARLY_STOPPING = {'asha': 'ASHA', 'median': 'the median stopping rule'}
 METRIC = 'accuracy'  # what the trials report, with TIME_ATTR
 TIME_ATTR = 'global_step'
+# Marks a trial's last result, which repeats its last point: Tune checks
+# that every result with a scheduler carries the metric, and the median
+# rule reads the time of a trial's last result.
+ENDED = 'run_ended'
+# Ray's MedianStoppingRule compares a run with at least this many others
+# (its default); a smaller study lowers it to its other runs.
+MEDIAN_MIN_RUNS = 3
 _MARKERS = '.ray_storage_check'
 _POLL_SECS = 1.0
 # How long a stopped run may take to save its checkpoint and exit before
@@ -187,6 +194,18 @@ class ProcessGroup:
         pass
 
 
+def trained_to_the_end(study, run):
+  """Whether `run`'s newest checkpoint is at its last step.
+
+  The trainer validates at the last step before it saves that checkpoint,
+  so such a run is finished whatever stopped its process afterwards (a
+  scheduler's stop decided on an earlier point arrives while the run
+  exits).
+  """
+  return (runs.checkpoint_step(study.run_dir(run)) >=
+          study.max_number_of_steps)
+
+
 def _validation_points(run_dir):
   """`[(step, accuracy)]` the run has validated, by step."""
   return [(point.step, point.value) for point in runs.scalars(
@@ -229,6 +248,7 @@ class RunFollower:
         [self.start, self.start]])
     self.child = start_training(study.argv(run), self.run_dir)
     self.last = -1  # the last step handed out
+    self.last_accuracy = float('nan')
     self.ended = False
 
   def _write(self, **status):
@@ -259,8 +279,9 @@ class RunFollower:
       return str(e)
 
   def next_result(self):
-    """The next validation point, `{TIME_ATTR, METRIC, 'done'}`; `{'done':
-    True}` when the run ended without another."""
+    """The next validation point, `{TIME_ATTR, METRIC, 'done'}`; when the
+    run ended without another, the last one again with `done` and `ENDED`
+    (a run that never validated: step 0, accuracy NaN)."""
     while True:
       ended = self.child.poll() is not None
       if ended and not self.ended:
@@ -271,10 +292,11 @@ class RunFollower:
       for step, accuracy in _validation_points(self.run_dir):
         if step > self.last and (
             ended or step < self.study.max_number_of_steps):
-          self.last = step
+          self.last, self.last_accuracy = step, accuracy
           return {TIME_ATTR: step, METRIC: accuracy, 'done': False}
       if ended:
-        return {'done': True}
+        return {TIME_ATTR: max(self.last, 0), METRIC: self.last_accuracy,
+                ENDED: True, 'done': True}
       time.sleep(_POLL_SECS)
 
   def close(self):
@@ -287,7 +309,11 @@ class RunFollower:
       return
     self.child.stop()
     status = runner.read_status(self.run_dir)
-    if status.get('state') == runner.RUNNING:  # else the driver said why
+    if trained_to_the_end(self.study, self.run):
+      status.update(state=runner.FINISHED, error=None)
+      for key in ('stopped_by', 'stopped_at'):
+        status.pop(key, None)
+    elif status.get('state') == runner.RUNNING:  # else the driver said why
       status['state'] = runner.STOPPED
     segments = status.get('segments') or [[self.start, self.start]]
     segments[-1][1] = time.time()
@@ -296,25 +322,50 @@ class RunFollower:
         global_step=runs.checkpoint_step(self.run_dir)))
 
 
-def _scheduler(tune, options, max_steps, stopped):
+def median_min_runs(runs):
+  """The median rule's `min_samples_required` for a study of `runs` runs:
+  Ray's 3, or every other run of a smaller study (at least 1)."""
+  return max(1, min(MEDIAN_MIN_RUNS, runs - 1))
+
+
+def _scheduler(tune, options, max_steps, stopped, runs):
   """The early-stopping scheduler (None without), which also records in
-  `stopped` the step at which it stops a run."""
+  `stopped` the step at which it stops a run.
+
+  Args:
+    tune: `ray.tune`.
+    options: `RayOptions`.
+    max_steps: The runs' last step (ASHA's `max_t`).
+    stopped: `{run name: step}`, filled as runs are stopped.
+    runs: How many runs the study trains (the median rule's sample).
+  """
   if options.early_stopping == 'none':
     return None
-  grace = options.grace_period_steps or 1
+  grace = min(options.grace_period_steps or 1, max_steps)
+  schedulers = tune.schedulers
   if options.early_stopping == 'asha':
-    base = tune.schedulers.ASHAScheduler
-    kwargs = dict(max_t=max_steps, grace_period=min(grace, max_steps),
+    base = schedulers.ASHAScheduler
+    kwargs = dict(max_t=max_steps, grace_period=grace,
                   reduction_factor=options.reduction_factor)
   else:
-    base = tune.schedulers.MedianStoppingRule
-    kwargs = dict(grace_period=grace)
+    base = schedulers.MedianStoppingRule
+    # hard_stop: a stopped run ends (a paused one would come back at the
+    # end of the study and train on).
+    kwargs = dict(grace_period=grace, hard_stop=True,
+                  min_samples_required=median_min_runs(runs))
 
   class Recording(base):
 
     def on_trial_result(self, tune_controller, trial, result):
       decision = super().on_trial_result(tune_controller, trial, result)
-      if (decision == tune.schedulers.TrialScheduler.STOP and
+      if decision == schedulers.TrialScheduler.PAUSE:
+        # The median rule pauses a run it cannot judge yet (too few other
+        # runs at its step) when others wait: that would stop its training
+        # process and start it again later (TensorFlow's start, a restore)
+        # only to gather samples sooner. It trains on.
+        decision = schedulers.TrialScheduler.CONTINUE
+      if (decision == schedulers.TrialScheduler.STOP and
+          not result.get(ENDED) and
           result.get(TIME_ATTR, max_steps) < max_steps):
         stopped[trial.config['run']] = result[TIME_ATTR]
       return decision
@@ -338,7 +389,7 @@ def _recorder(tune, **hooks):
       return {}
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-      if METRIC not in result:  # the run's end
+      if METRIC not in result or result.get(ENDED):  # said already
         return
       self.hooks['log'](f'[study] {trial.config["run"]}: step '
                         f'{result[TIME_ATTR]}, validation accuracy '
@@ -445,7 +496,9 @@ def run_study(study, options, *, log=print,
     if state not in (runner.FINISHED, runner.FAILED):
       segments = status.get('segments') or [[time.time()] * 2]
       segments[-1][1] = time.time()
-      if error is not None:
+      if error is None and trained_to_the_end(study, run):
+        state = runner.FINISHED  # a stop that came too late
+      elif error is not None:
         state = runner.FAILED
         status.update(error=f'its trial failed {trial.num_failures} '
                       f'time(s); last: {str(error).strip().splitlines()[-1]}')
@@ -486,7 +539,7 @@ def run_study(study, options, *, log=print,
       param_space={'run': tune.grid_search([run.name for run in pending])},
       tune_config=tune.TuneConfig(
           scheduler=_scheduler(tune, options, study.max_number_of_steps,
-                               stopped),
+                               stopped, len(pending)),
           max_concurrent_trials=options.parallel,
           trial_dirname_creator=lambda t: f'trial_{t.trial_id}'),
       run_config=tune.RunConfig(

@@ -109,7 +109,8 @@ SUMMARY_COLUMNS = (
     'final_loss_mean', 'final_loss_ci_low', 'final_loss_ci_high',
     'difference', 'difference_ci_low', 'difference_ci_high', 'test',
     'pairs', 'p_value', 'p_holm', 'wilcoxon_p', 'wilcoxon_p_holm',
-    'seeds_needed', 'same_training_as')
+    'seeds_needed', 'same_training_as', 'stopped_early',
+    'reached_accuracy_mean')
 
 
 def summary_csv_text(analysis, axes):
@@ -135,7 +136,8 @@ def summary_csv_text(analysis, axes):
             fmt(row.adjusted_p), fmt(c.wilcoxon_p),
             fmt(row.adjusted_wilcoxon)] if c else [''] * 9)
         + [fmt(row.seeds_needed),
-           row.duplicate_of.label if row.duplicate_of else ''])
+           row.duplicate_of.label if row.duplicate_of else '',
+           len(s.stopped_early), fmt(s.reached_ci.mean)])
   return out.getvalue()
 
 
@@ -213,6 +215,18 @@ def statistics_notes(analysis):
       advice += ('; with one run on a side there is no spread to plan the '
                  'number of seeds from')
     said.append(advice + '.')
+  early = analysis.stopped_early
+  if early:
+    by = ', '.join(sorted({r.stopped_by or 'a scheduler' for r in early}))
+    said.append(
+        f'{len(early)} run(s) stopped early by {by}: each is ranked with the '
+        'validation accuracy it reached (its last validation, before its '
+        'last step; marked "stopped early" beside the value), its '
+        'configuration placed by the mean over its finished and '
+        'stopped-early runs. They are left out of the significance tests '
+        'and of the final-accuracy means and intervals, which use finished '
+        'runs only; a configuration whose runs all stopped early is not '
+        'tested.')
   broken = [r for r in rows if r.summary.status]
   if broken:
     diverged = sum(len(r.summary.diverged) for r in broken)
@@ -259,6 +273,18 @@ def _test_cells(row):
           str(row.seeds_needed)]
 
 
+def _early_cells(summary):
+  """The stopped-early part of a row's accuracy cell: what those runs
+  reached, marked, and the mean the row is ranked by when it has both."""
+  if not summary.stopped_early:
+    return [summary.early] if summary.early else []
+  cells = [f'{_mean_sd(summary.early_ci)} {summary.early}']
+  if summary.final:
+    cells.append(f'ranked by {summary.reached_ci.mean:.4f}, the mean of '
+                 f'all {summary.reached_ci.n}')
+  return cells
+
+
 def table(info, analysis):
   """The Markdown table of `report.md`: one row per configuration."""
   names = [a.name for a in info.axes]
@@ -279,10 +305,12 @@ def table(info, analysis):
                        if r.parameters is not None), None)
     final = '; '.join(
         ([_mean_sd(s.final_ci)] if s.final else [s.status] if s.status
-         else []) + ([s.unfinished] if s.unfinished else [])) or '-'
+         else []) + _early_cells(s) +
+        ([s.interrupted] if s.interrupted else [])) or '-'
 
     rank = (f'={row.rank}' if row.duplicate_of else
-            str(row.rank) if s.final or s.status else '-')  # no result yet
+            str(row.rank) if s.reached_ci.n or s.status
+            else '-')  # no result yet
     best = ('-' if s.best_ci.mean is None else
             f'{s.best_ci.mean:.4f} {_interval(s.best_ci.low, s.best_ci.high)}'
             .strip())
@@ -319,7 +347,7 @@ def markdown(info, analysis, results):
   finished = sum(r.state == 'finished' for r in results)
   unfinished = sum(r.state in ('running', 'stopped') for r in results)
   failed = [r for r in results if r.state == 'failed']
-  early = [r for r in results if r.stopped_by]
+  early = [r for r in results if r.state == 'stopped early']
   wall = sum(r.wall_time or 0.0 for r in results)
   varied = '; '.join(
       f'`{a.name}`: ' + ', '.join(grid.display_value(a.name, v)
@@ -342,8 +370,12 @@ def markdown(info, analysis, results):
       f'the Holm-adjusted p-value and the verdict at alpha {info.alpha:g}; '
       'the seeds a paired t-test would need to detect a difference of '
       f'{info.min_effect:g} with 80% power at the observed spread. Runs not '
-      'at their last step (running, stopped, stopped early) are counted in '
-      'their row and left out of every statistic. Configurations with '
+      'at their last step (running, stopped) are counted in their row and '
+      'left out of every statistic. A run stopped early by a scheduler '
+      '(ASHA, the median rule) ranks with the validation accuracy it '
+      'reached, marked "stopped early" in its row (a configuration with '
+      'such runs is placed by the mean over its finished and stopped-early '
+      'runs), and is left out of the tests. Configurations with '
       'diverged or failed runs rank last. "Best at steps": the steps, over '
       'the seeds, of each run\'s best validation accuracy. "Final total '
       'loss": the last logged training loss, cross-entropy plus the L2 '
@@ -360,8 +392,8 @@ def markdown(info, analysis, results):
     lines += [f'- `{r.name}`: {r.error}' for r in failed]
   if early:  # ranked above with what they reached
     lines += ['', '## Stopped early', '']
-    lines += [f'- `{r.name}`: stopped early at step {r.stopped_at} by '
-              f'{r.stopped_by}' for r in early]
+    lines += [f'- `{r.name}`: stopped early at step '
+              f'{ranking.stopped_at(r)} by {r.stopped_by}' for r in early]
   lines += ['', '## Fixed flags', '', 'Every run had these flags (and its '
             'own `--train_dir` and `--random_seed`):', '', '```']
   lines += [f'--{k}={v}' for k, v in sorted(info.fixed_flags.items())]

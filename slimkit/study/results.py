@@ -119,8 +119,12 @@ def read_run(run_dir, run):
   best = max(accuracy, key=lambda item: item[1]) if accuracy else None
   return RunResult(
       name=run.name, values=run.values, seed=run.seed, state=state,
-      error=status.get('error'), stopped_by=status.get('stopped_by'),
-      stopped_at=status.get('stopped_at'),
+      error=status.get('error'),
+      # A run resumed after an early stop keeps these in its status.
+      stopped_by=(status.get('stopped_by') if state == runner.STOPPED_EARLY
+                  else None),
+      stopped_at=(status.get('stopped_at') if state == runner.STOPPED_EARLY
+                  else None),
       final_accuracy=accuracy[-1][1] if accuracy else None,
       best_accuracy=best[1] if best else None,
       best_step=best[0] if best else None,
