@@ -183,7 +183,9 @@ class Synchronous:
 
   def _make_steps(self):
 
-    @tf.function
+    # No AutoGraph: the step has no Python control flow on tensors, and
+    # converting its code took a second or two of every start.
+    @tf.function(autograph=False)
     def steps(iterator, count, summarize):
       def body(i, total, cross_entropy):
         del total, cross_entropy  # the last step's are returned
