@@ -103,6 +103,9 @@ def _train(train_dir, steps, random_seed, split=None, augmented=False):
           train_dir=str(train_dir), batch_size=4, max_number_of_steps=steps,
           save_interval_secs=0, save_summaries_secs=10 ** 6,
           random_seed=random_seed,
+          # A checkpoint after every step, compared step by step (groups of
+          # steps: tests/test_steps_per_loop.py).
+          steps_per_loop=1,
           label_smoothing=0.1 if augmented else 0.0))
 
 
