@@ -7,7 +7,7 @@ gradients, an update that no NaN or inf reaches. Two runners run it:
   in sync (`MultiWorkerMirroredStrategy`), up to `steps_per_loop` steps per
   call of one compiled loop (a group ends where a log line or a validation
   is due); a summary writes TensorBoard summaries at the group's first
-  step, inside the compiled loop.
+  step, a compiled step of its own.
 * `Coordinated`: `ParameterServerStrategy`; this process schedules
   asynchronous steps on the workers, in groups that end at a log line.
 
@@ -100,8 +100,8 @@ class Synchronous:
   """Runs groups of steps on one worker or several in sync.
 
   One `tf.function` runs `count` steps in a loop (a tensor: one trace for
-  every group length), writing summaries at the first step when asked: the
-  host waits once per group instead of once per step. Each step is the same
+  every group length), so that the host waits once per group instead of
+  once per step; a summary step is a function of its own. Each step is the same
   computation as alone (the same ops on the same values), so a run's
   weights do not depend on how its steps were grouped.
   """
@@ -121,7 +121,7 @@ class Synchronous:
                                         if state.ema else []))
     self.clone_step = replica_step_fn(
         state, options, skip_bad_steps=strategy.num_replicas_in_sync == 1)
-    self.steps = self._make_steps()
+    self.summary_step, self.steps = self._make_steps()
     # tf.data's position is not in the checkpoint (TF cannot save a
     # distributed iterator): a resumed run's input replays the stream up to
     # where the run stopped (see input_pipeline.make_dataset).
@@ -148,7 +148,7 @@ class Synchronous:
                          self.options.eval_every_n_steps))
 
   def _step(self, iterator, summarize):
-    """One step in the compiled loop; returns (total loss, cross-entropy)."""
+    """One step, traced; returns (total loss, cross-entropy)."""
     strategy, state = self.strategy, self.state
     first = lambda x: strategy.experimental_local_results(x)[0]
     outputs = strategy.run(self.clone_step, args=next(iterator))
@@ -161,8 +161,7 @@ class Synchronous:
         tf.cast(step_done, tf.int64), self.bad_step))
     if state.ema is not None:
       state.ema.update(step_done)
-
-    def write():
+    if summarize:
       summaries.write_step(
           self.writer, step_done, total_loss=total,
           clone_losses=strategy.experimental_local_results(
@@ -172,26 +171,26 @@ class Synchronous:
           end_points=first(outputs['end_points']),
           variables=state.train_vars, images=first(outputs['images']),
           num_images=self.options.num_summary_images)
-      return tf.constant(True)
-
-    # The summary ops (histograms of every activation) run only when asked.
-    tf.cond(summarize, write, lambda: tf.constant(False))
     # The clones' mean cross-entropy, for LossWatch.
     return (tf.cast(total, tf.float32), tf.cast(strategy.reduce(
         tf.distribute.ReduceOp.MEAN, outputs['clone_loss'], axis=None),
                                                  tf.float32))
 
   def _make_steps(self):
+    """(one step with summaries, a loop of `count` steps without)."""
+    # Two functions, not a summary branch in the loop: a branch's inputs
+    # (end points only summaries read, such as the softmax) would be
+    # computed at every step. No AutoGraph: the steps have no Python
+    # control flow on tensors, and converting their code took a second or
+    # two of every start.
+    summary_step = tf.function(lambda iterator: self._step(iterator, True),
+                               autograph=False)
 
-    # No AutoGraph: the step has no Python control flow on tensors, and
-    # converting its code took a second or two of every start.
     @tf.function(autograph=False)
-    def steps(iterator, count, summarize):
+    def steps(iterator, count):
       def body(i, total, cross_entropy):
         del total, cross_entropy  # the last step's are returned
-        total, cross_entropy = self._step(
-            iterator, tf.logical_and(summarize, tf.equal(i, 0)))
-        return i + 1, total, cross_entropy
+        return (i + 1, *self._step(iterator, False))
       zero = tf.constant(0.0, tf.float32)
       # One iteration at a time: each step reads the weights the previous
       # one wrote.
@@ -199,13 +198,18 @@ class Synchronous:
           lambda i, *_: i < count, body, (tf.constant(0), zero, zero),
           parallel_iterations=1)
       return total, cross_entropy
-    return steps
+
+    return summary_step, steps
 
   def run(self, count, summarize):
     """Runs `count` steps; returns the last one's (total loss,
     cross-entropy) tensors. `summarize` writes summaries at the first."""
-    return self.steps(self.iterator, tf.constant(count, tf.int32),
-                      tf.constant(bool(summarize)))
+    if summarize:
+      result = self.summary_step(self.iterator)
+      count -= 1
+    if count:
+      result = self.steps(self.iterator, tf.constant(count, tf.int32))
+    return result
 
   def first_bad_step(self):
     bad = int(self.bad_step.numpy())
