@@ -383,15 +383,17 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
   os.makedirs(train_dir, exist_ok=True)
   coordinated = _uses_parameter_servers(strategy)
   # The input's shapes tell the net its image size before the first step.
-  image_spec = (dataset_fn if coordinated else steps.seeded(
+  first_input = (dataset_fn if coordinated else steps.seeded(
       dataset_fn, options.random_seed, options.batch_size))(
-          tf.distribute.InputContext()).element_spec[0]
-  state = _build(strategy, network_fn, image_spec, optimizer_fn, learning_rate,
-                 options)
+          tf.distribute.InputContext())
+  state = _build(strategy, network_fn, first_input.element_spec[0],
+                 optimizer_fn, learning_rate, options)
   last_checkpoint = _restore(state, options)
   writes = coordinated or strategy.extended.should_save_summary
   writer = (tf.summary.create_file_writer(train_dir) if writes
             else tf.summary.create_noop_writer())
+  if not coordinated:
+    dataset_fn = _reusing(dataset_fn, first_input)
   runner = (steps.Coordinated if coordinated else steps.Synchronous)(
       strategy, state, options, dataset_fn, writer)
   agree = collectives.agreement(strategy, every=options.log_every_n_steps)
@@ -485,6 +487,21 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
                      checkpoint=last_checkpoint,
                      validation=tuple(validator.results),
                      stopped_by=stop.requested or interrupted)
+
+
+def _reusing(dataset_fn, first_input):
+  """`dataset_fn`, but a one-replica strategy's first call at the start of
+  the stream gets `first_input` (that same dataset) instead of a rebuild."""
+  unused = [first_input]
+
+  def reusing_fn(input_context, **kwargs):
+    if (unused and not kwargs.get('records_consumed') and
+        input_context.num_input_pipelines == 1 and
+        input_context.num_replicas_in_sync == 1):
+      return unused.pop()
+    return dataset_fn(input_context, **kwargs)
+
+  return reusing_fn
 
 
 def _check_finite(runner):
