@@ -282,7 +282,8 @@ def main(argv):
       random_seed=random_seed, eval_every_n_steps=FLAGS.eval_every_n_steps,
       validation_max_batches=FLAGS.validation_max_batches,
       quantize_delay=(FLAGS.quantize_delay if FLAGS.quantize_delay >= 0
-                      else None))
+                      else None),
+      steps_per_loop=FLAGS.steps_per_loop)
 
   try:  # What the strategy cannot train with (--xla with parameter servers).
     trainer.check_options(strategy, options)

@@ -40,6 +40,7 @@ class RunResult:
     wall_sec: Wall-clock time of the whole process.
     log_tail: The last lines of its output (for failures).
     values: `{name: value}` of the child's `RESULT name value` lines.
+    log: The whole output, when `run` was asked to keep it.
   """
   name: str
   images_per_sec: Optional[float]
@@ -49,6 +50,7 @@ class RunResult:
   wall_sec: float
   log_tail: str
   values: dict = dataclasses.field(default_factory=dict)
+  log: str = ''
 
   def rss_growth_mb(self, warmup):
     """VmRSS at the last logged step minus at the first one after warm-up."""
@@ -92,7 +94,8 @@ def images_per_sec(steps, batch_size, warmup):
   return batch_size * total_steps / total_sec
 
 
-def run(name, argv, *, batch_size, warmup, env=None, poll_secs=0.2):
+def run(name, argv, *, batch_size, warmup, env=None, poll_secs=0.2,
+        keep_log=False):
   """Runs `argv` in a subprocess and measures it.
 
   Args:
@@ -103,6 +106,7 @@ def run(name, argv, *, batch_size, warmup, env=None, poll_secs=0.2):
     warmup: Steps excluded from the rate.
     env: Extra environment variables.
     poll_secs: How often the child's log and memory are read.
+    keep_log: Keep the whole output in the result's `log`.
 
   Returns:
     A `RunResult`.
@@ -142,13 +146,14 @@ def run(name, argv, *, batch_size, warmup, env=None, poll_secs=0.2):
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.time() - start
     log.seek(0)
-    tail = '\n'.join(
-        log.read().decode('utf-8', 'replace').splitlines()[-15:])
+    whole = log.read().decode('utf-8', 'replace')
+    tail = '\n'.join(whole.splitlines()[-15:])
   return RunResult(name=name,
                    images_per_sec=images_per_sec(steps, batch_size, warmup),
                    steps=steps, peak_rss_mb=usage.ru_maxrss / 1024,
                    returncode=process.returncode, wall_sec=wall,
-                   log_tail=tail, values=values)
+                   log_tail=tail, values=values,
+                   log=whole if keep_log else '')
 
 
 def load_average():

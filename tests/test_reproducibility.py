@@ -103,6 +103,9 @@ def _train(train_dir, steps, random_seed, split=None, augmented=False):
           train_dir=str(train_dir), batch_size=4, max_number_of_steps=steps,
           save_interval_secs=0, save_summaries_secs=10 ** 6,
           random_seed=random_seed,
+          # A checkpoint after every step, compared step by step (groups of
+          # steps: tests/test_steps_per_loop.py).
+          steps_per_loop=1,
           label_smoothing=0.1 if augmented else 0.0))
 
 
@@ -178,12 +181,21 @@ def test_two_clones_are_reproducible_and_validation_changes_nothing(
     digits, tmp_path):
   # The same seed twice on two clones, once with validation during training
   # (every 3 steps and at the last): bit-identical checkpoints.
+  # One step per call: a checkpoint after every step in both runs (groups
+  # of steps end at validations too, which would change which steps save).
   clones = ['--random_seed=7', '--num_clones=2', '--clone_on_cpu',
-            '--batch_size=4', '--max_number_of_steps=7']
+            '--batch_size=4', '--max_number_of_steps=7',
+            '--steps_per_loop=1']
   result = _train_script(digits, tmp_path / 'a', *clones,
                          '--eval_every_n_steps=3')
   _train_script(digits, tmp_path / 'b', *clones, new_interpreter=True)
   _assert_identical(_checkpoints(tmp_path / 'a'), _checkpoints(tmp_path / 'b'))
+  # Groups of steps on two clones train the same weights.
+  _train_script(digits, tmp_path / 'c', *clones, '--steps_per_loop=4')
+  grouped, single = (
+      {k: v for k, v in _checkpoints(tmp_path / run)[7].items()
+       if not k.startswith('save_counter')} for run in ('c', 'b'))
+  _assert_identical({7: grouped}, {7: single})
   validation = str(tmp_path / 'a' / 'validation')
   accuracy = _scalars(validation, 'eval/Accuracy')
   assert sorted(accuracy) == [3, 6, 7]

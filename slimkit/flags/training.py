@@ -223,7 +223,8 @@ def define_training_flags():
 
 
 def define_performance_flags():
-  """Defines `--precision`, `--xla` and synthetic input's `--num_classes`."""
+  """Defines `--precision`, `--xla`, `--steps_per_loop` and synthetic input's
+  `--num_classes`."""
   core.DEFINE_enum('precision', 'float32', list(choices.PRECISIONS),
                    'Compute dtype of the net: mixed_bfloat16 for CPUs with '
                    'AVX512-BF16/AMX and TPUs, mixed_float16 (with loss '
@@ -232,6 +233,15 @@ def define_performance_flags():
   core.DEFINE_bool('xla', False,
                    'Compile the train step with XLA; for GPUs and TPUs (on '
                    'CPU it is usually much slower).')
+  core.DEFINE_integer('steps_per_loop', 10,
+                      'Training steps per call of the compiled loop: the '
+                      'host waits once per group of steps instead of once '
+                      'per step (small nets train faster). A group ends at '
+                      'each log line, validation and the last step; '
+                      'summaries, checkpoints and a SIGTERM are acted on '
+                      'between groups. It does not change what training '
+                      'computes. Parameter servers run their own groups.',
+                      lower_bound=1)
   core.DEFINE_integer('num_classes', None,
                       'Classes of --dataset_name=synthetic (default 1001); '
                       'other datasets know their own.', lower_bound=1)

@@ -4,8 +4,10 @@
 gradients, an update that no NaN or inf reaches. Two runners run it:
 
 * `Synchronous`: one device, clones (`MirroredStrategy`) or several workers
-  in sync (`MultiWorkerMirroredStrategy`), one step per call; a summary step
-  writes TensorBoard summaries inside the compiled step.
+  in sync (`MultiWorkerMirroredStrategy`), up to `steps_per_loop` steps per
+  call of one compiled loop (a group ends where a log line or a validation
+  is due); a summary writes TensorBoard summaries at the group's first
+  step, a compiled step of its own.
 * `Coordinated`: `ParameterServerStrategy`; this process schedules
   asynchronous steps on the workers, in groups that end at a log line.
 
@@ -95,7 +97,14 @@ def _count_only(optimizer):
 
 
 class Synchronous:
-  """Runs one step at a time on one worker or several in sync."""
+  """Runs groups of steps on one worker or several in sync.
+
+  One `tf.function` runs `count` steps in a loop (a tensor: one trace for
+  every group length), so that the host waits once per group instead of
+  once per step; a summary step is a function of its own. Each step is the same
+  computation as alone (the same ops on the same values), so a run's
+  weights do not depend on how its steps were grouped.
+  """
 
   def __init__(self, strategy, state, options, dataset_fn, writer):
     self.strategy, self.state, self.options = strategy, state, options
@@ -112,7 +121,7 @@ class Synchronous:
                                         if state.ema else []))
     self.clone_step = replica_step_fn(
         state, options, skip_bad_steps=strategy.num_replicas_in_sync == 1)
-    self.steps = {False: self._make_step(False), True: self._make_step(True)}
+    self.summary_step, self.steps = self._make_steps()
     # tf.data's position is not in the checkpoint (TF cannot save a
     # distributed iterator): a resumed run's input replays the stream up to
     # where the run stopped (see input_pipeline.make_dataset).
@@ -125,44 +134,82 @@ class Synchronous:
             f'{self.global_batch} images per step')
 
   def steps_to_run(self, step, max_steps):
-    del step, max_steps
-    return 1
+    """Steps of the next group: up to the next log line or validation.
 
-  def _make_step(self, with_summaries):
+    A fresh run's first step runs alone (its loss, from the initial weights,
+    is noted). Several workers run groups of the same lengths, and every
+    multiple of `log_every_n_steps` (where they agree on saving and
+    stopping) ends a group.
+    """
+    if step == 0:
+      return 1
+    return group_length(step, max_steps, self.options.steps_per_loop,
+                        (self.options.log_every_n_steps,
+                         self.options.eval_every_n_steps))
+
+  def _step(self, iterator, summarize):
+    """One step, traced; returns (total loss, cross-entropy)."""
     strategy, state = self.strategy, self.state
     first = lambda x: strategy.experimental_local_results(x)[0]
+    outputs = strategy.run(self.clone_step, args=next(iterator))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, outputs['scaled'],
+                            axis=None)
+    ok = first(outputs['ok'])
+    step_done = tf.convert_to_tensor(state.global_step)
+    self.bad_step.assign(tf.where(
+        tf.logical_and(tf.logical_not(ok), self.bad_step < 0),
+        tf.cast(step_done, tf.int64), self.bad_step))
+    if state.ema is not None:
+      state.ema.update(step_done)
+    if summarize:
+      summaries.write_step(
+          self.writer, step_done, total_loss=total,
+          clone_losses=strategy.experimental_local_results(
+              outputs['clone_loss']),
+          regularization=first(outputs['regularization']),
+          learning_rate=state.optimizer.learning_rate,
+          end_points=first(outputs['end_points']),
+          variables=state.train_vars, images=first(outputs['images']),
+          num_images=self.options.num_summary_images)
+    # The clones' mean cross-entropy, for LossWatch.
+    return (tf.cast(total, tf.float32), tf.cast(strategy.reduce(
+        tf.distribute.ReduceOp.MEAN, outputs['clone_loss'], axis=None),
+                                                 tf.float32))
 
-    @tf.function
-    def step(iterator):
-      outputs = strategy.run(self.clone_step, args=next(iterator))
-      total = strategy.reduce(tf.distribute.ReduceOp.SUM, outputs['scaled'],
-                              axis=None)
-      ok = first(outputs['ok'])
-      step_done = tf.convert_to_tensor(state.global_step)
-      self.bad_step.assign(tf.where(
-          tf.logical_and(tf.logical_not(ok), self.bad_step < 0),
-          tf.cast(step_done, tf.int64), self.bad_step))
-      if state.ema is not None:
-        state.ema.update(step_done)
-      if with_summaries:
-        summaries.write_step(
-            self.writer, step_done, total_loss=total,
-            clone_losses=strategy.experimental_local_results(
-                outputs['clone_loss']),
-            regularization=first(outputs['regularization']),
-            learning_rate=state.optimizer.learning_rate,
-            end_points=first(outputs['end_points']),
-            variables=state.train_vars, images=first(outputs['images']),
-            num_images=self.options.num_summary_images)
-      # The clones' mean cross-entropy, for LossWatch.
-      return total, strategy.reduce(tf.distribute.ReduceOp.MEAN,
-                                    outputs['clone_loss'], axis=None)
-    return step
+  def _make_steps(self):
+    """(one step with summaries, a loop of `count` steps without)."""
+    # Two functions, not a summary branch in the loop: a branch's inputs
+    # (end points only summaries read, such as the softmax) would be
+    # computed at every step. No AutoGraph: the steps have no Python
+    # control flow on tensors, and converting their code took a second or
+    # two of every start.
+    summary_step = tf.function(lambda iterator: self._step(iterator, True),
+                               autograph=False)
+
+    @tf.function(autograph=False)
+    def steps(iterator, count):
+      def body(i, total, cross_entropy):
+        del total, cross_entropy  # the last step's are returned
+        return (i + 1, *self._step(iterator, False))
+      zero = tf.constant(0.0, tf.float32)
+      # One iteration at a time: each step reads the weights the previous
+      # one wrote.
+      _, total, cross_entropy = tf.while_loop(
+          lambda i, *_: i < count, body, (tf.constant(0), zero, zero),
+          parallel_iterations=1)
+      return total, cross_entropy
+
+    return summary_step, steps
 
   def run(self, count, summarize):
-    """Runs `count` (1) steps; returns (total loss, cross-entropy) tensors."""
-    del count
-    return self.steps[summarize](self.iterator)
+    """Runs `count` steps; returns the last one's (total loss,
+    cross-entropy) tensors. `summarize` writes summaries at the first."""
+    if summarize:
+      result = self.summary_step(self.iterator)
+      count -= 1
+    if count:
+      result = self.steps(self.iterator, tf.constant(count, tf.int32))
+    return result
 
   def first_bad_step(self):
     bad = int(self.bad_step.numpy())
@@ -170,6 +217,16 @@ class Synchronous:
 
   def finish(self):
     pass
+
+
+def group_length(step, max_steps, limit, every):
+  """Steps from `step` up to at most `limit`, `max_steps` and the next
+  multiple of each of `every` (None entries ignored)."""
+  count = max(1, limit)
+  for n in every:
+    if n:
+      count = min(count, n - step % n)
+  return count if max_steps is None else min(count, max_steps - step)
 
 
 class Coordinated:

@@ -144,6 +144,12 @@ class TrainOptions:
       `--quantize_delay`): from this global step on, the net runs with
       fake-quantized weights and activations; None (or negative): never.
       The ranges are saved with the net's variables (`.../act_quant/min`).
+    steps_per_loop: Steps per call of the compiled training loop (one
+      device, clones, workers in sync): the host waits once per group
+      instead of once per step. A group never runs past a log line, a
+      validation or the last step, so these stay at their steps; the
+      time-based summaries and checkpoints, and a SIGTERM, are acted on
+      between groups. It does not change what training computes.
   """
   train_dir: str
   batch_size: int
@@ -166,6 +172,7 @@ class TrainOptions:
   eval_every_n_steps: Optional[int] = None
   validation_max_batches: Optional[int] = None
   quantize_delay: Optional[int] = None
+  steps_per_loop: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,15 +383,17 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
   os.makedirs(train_dir, exist_ok=True)
   coordinated = _uses_parameter_servers(strategy)
   # The input's shapes tell the net its image size before the first step.
-  image_spec = (dataset_fn if coordinated else steps.seeded(
+  first_input = (dataset_fn if coordinated else steps.seeded(
       dataset_fn, options.random_seed, options.batch_size))(
-          tf.distribute.InputContext()).element_spec[0]
-  state = _build(strategy, network_fn, image_spec, optimizer_fn, learning_rate,
-                 options)
+          tf.distribute.InputContext())
+  state = _build(strategy, network_fn, first_input.element_spec[0],
+                 optimizer_fn, learning_rate, options)
   last_checkpoint = _restore(state, options)
   writes = coordinated or strategy.extended.should_save_summary
   writer = (tf.summary.create_file_writer(train_dir) if writes
             else tf.summary.create_noop_writer())
+  if not coordinated:
+    dataset_fn = _reusing(dataset_fn, first_input)
   runner = (steps.Coordinated if coordinated else steps.Synchronous)(
       strategy, state, options, dataset_fn, writer)
   agree = collectives.agreement(strategy, every=options.log_every_n_steps)
@@ -409,6 +418,11 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
     saved_steps.add(step)
     return path
 
+  def steps_done(step):
+    # The steps that ran, when a group was cut short; with parameter
+    # servers the runner counts them (the step variable races there).
+    return step if coordinated else int(state.global_step.numpy())
+
   last_save = last_summary = time.time()
   summarized = False
   interrupted = None
@@ -430,6 +444,7 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
       try:
         loss, cross_entropy = runner.run(count, summarize)
       except (StopIteration, tf.errors.OutOfRangeError):
+        step = steps_done(step)  # the group's steps before the input ended
         logging.info('The input ran out at global step %d.', step)
         break
       step += count
@@ -439,8 +454,9 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
       if summarize:
         summarized, last_summary = True, now
       if step % options.log_every_n_steps == 0 or step == max_steps:
-        log.line(step, loss, cross_entropy, summarize, max_steps,
-                 lambda: _check_finite(runner))
+        # A summary wrote total_loss at the group's first step.
+        log.line(step, loss, cross_entropy, summarize and count == 1,
+                 max_steps, lambda: _check_finite(runner))
       if validator.due(step, count):
         # Its time is not training's: the next log line leaves it out.
         log.last_time += validator.run(step)
@@ -450,6 +466,7 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
   except KeyboardInterrupt:
     interrupted = 'Ctrl-C'
     runner.finish()
+    step = steps_done(step)  # it may come after a group, before `step +=`
     logging.warning('Interrupted at global step %d; saving a checkpoint.', step)
   finally:
     stop.__exit__(None, None, None)
@@ -470,6 +487,21 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
                      checkpoint=last_checkpoint,
                      validation=tuple(validator.results),
                      stopped_by=stop.requested or interrupted)
+
+
+def _reusing(dataset_fn, first_input):
+  """`dataset_fn`, but a one-replica strategy's first call at the start of
+  the stream gets `first_input` (that same dataset) instead of a rebuild."""
+  unused = [first_input]
+
+  def reusing_fn(input_context, **kwargs):
+    if (unused and not kwargs.get('records_consumed') and
+        input_context.num_input_pipelines == 1 and
+        input_context.num_replicas_in_sync == 1):
+      return unused.pop()
+    return dataset_fn(input_context, **kwargs)
+
+  return reusing_fn
 
 
 def _check_finite(runner):
@@ -544,6 +576,7 @@ class _Validator:
     self.enabled = bool(self.every)
     self.results = []
     self.done = set()
+    self._dataset = None
     self._writer = None
     if self.enabled and writes:
       self._writer = tf.summary.create_file_writer(
@@ -556,10 +589,13 @@ class _Validator:
   def run(self, step):
     """Evaluates at `step`, logs and writes; returns the seconds it took."""
     start = time.time()
-    dataset = self.dataset_fn()
-    if self.max_batches:
-      dataset = dataset.take(self.max_batches)
-    metrics = evaluator.evaluate_net(self.net, dataset)
+    if self._dataset is None:
+      # Built once: each pass over it is one ordered pass of the split, and
+      # building traces its preprocessing again (about a second).
+      self._dataset = self.dataset_fn()
+      if self.max_batches:
+        self._dataset = self._dataset.take(self.max_batches)
+    metrics = evaluator.evaluate_net(self.net, self._dataset)
     if self._writer is not None:
       evaluator.write_summaries(self._writer, metrics, step)
     seconds = time.time() - start
