@@ -40,7 +40,7 @@ def _dataset(records_consumed=0, images=IMAGES, repeat=True, on_record=None):
 
 
 def _train(train_dir, *, steps, steps_per_loop, seed=5, log_every=3,
-           eval_every=None, dataset=_dataset, save_interval_secs=0,
+           eval_every=None, dataset=_dataset, save_interval_secs=10 ** 6,
            learning_rate=0.01):
   keras.utils.set_random_seed(seed)  # the initial weights
 
@@ -102,12 +102,14 @@ def test_grouped_steps_train_bit_for_bit_as_single_steps(
   assert [s for s, _ in grouped.validation] == [4, 8, 11]
   assert grouped.validation == single.validation
   assert grouped.loss == single.loss
-  # A checkpoint is due after every step (save_interval_secs=0); grouped, at
-  # the end of each group: a log line, a validation, the first and the last
-  # step (the newest 5 are kept).
-  ends = sorted({1, 11} | {s for s in range(1, 12)
-                           if s % log_every == 0 or s % 4 == 0})
-  assert _saved_steps(tmp_path / 'grouped') == ends[-5:]
+  assert _saved_steps(tmp_path / 'grouped') == [11]  # no time-based save
+
+
+def test_a_checkpoint_after_every_step_runs_one_step_per_group(tmp_path):
+  # save_interval_secs=0 asks for a checkpoint after every step (the newest
+  # 5 are kept), whatever --steps_per_loop says.
+  _train(tmp_path / 'run', steps=11, steps_per_loop=4, save_interval_secs=0)
+  assert _saved_steps(tmp_path / 'run') == [7, 8, 9, 10, 11]
 
 
 def test_a_run_resumed_between_groups_ends_as_the_uninterrupted_one(tmp_path):
@@ -121,8 +123,8 @@ def test_a_run_resumed_between_groups_ends_as_the_uninterrupted_one(tmp_path):
 
 def test_the_first_bad_step_in_a_group_is_the_one_reported(tmp_path):
   # Records 16-19 are NaN: the batch of global step 5, inside the group of
-  # steps 2-7 (log_every=9, steps_per_loop=6); it is found at the log line
-  # of step 9.
+  # steps 2-7 (log_every=9, steps_per_loop=6), which it ends: the run stops
+  # there, naming it, before step 6 moves the weights.
   images = IMAGES.copy()
   images[16:20] = np.nan
   bad = lambda consumed: _dataset(consumed, images=images)

@@ -239,8 +239,11 @@ def define_performance_flags():
                       'per step (small nets train faster). A group ends at '
                       'each log line, validation and the last step; '
                       'summaries, checkpoints and a SIGTERM are acted on '
-                      'between groups. It does not change what training '
-                      'computes. Parameter servers run their own groups.',
+                      'between groups (--save_interval_secs=0 still saves '
+                      'every step: one step per group), and a step with a '
+                      'NaN or inf ends its group. It does not change what '
+                      'training computes. Parameter servers run their own '
+                      'groups.',
                       lower_bound=1)
   core.DEFINE_integer('num_classes', None,
                       'Classes of --dataset_name=synthetic (default 1001); '

@@ -137,11 +137,12 @@ class Synchronous:
     """Steps of the next group: up to the next log line or validation.
 
     A fresh run's first step runs alone (its loss, from the initial weights,
-    is noted). Several workers run groups of the same lengths, and every
-    multiple of `log_every_n_steps` (where they agree on saving and
-    stopping) ends a group.
+    is noted), and so does every step when a checkpoint is due after each
+    (`save_interval_secs` 0). Several workers run groups of the same
+    lengths, and every multiple of `log_every_n_steps` (where they agree on
+    saving and stopping) ends a group.
     """
-    if step == 0:
+    if step == 0 or self.options.save_interval_secs <= 0:
       return 1
     return group_length(step, max_steps, self.options.steps_per_loop,
                         (self.options.log_every_n_steps,
@@ -193,10 +194,11 @@ class Synchronous:
         return (i + 1, *self._step(iterator, False))
       zero = tf.constant(0.0, tf.float32)
       # One iteration at a time: each step reads the weights the previous
-      # one wrote.
+      # one wrote. A bad step ends the group: the loop raises before any
+      # later step moves the weights (as it did with one step per call).
       _, total, cross_entropy = tf.while_loop(
-          lambda i, *_: i < count, body, (tf.constant(0), zero, zero),
-          parallel_iterations=1)
+          lambda i, *_: tf.logical_and(i < count, self.bad_step < 0), body,
+          (tf.constant(0), zero, zero), parallel_iterations=1)
       return total, cross_entropy
 
     return summary_step, steps

@@ -149,7 +149,8 @@ class TrainOptions:
       instead of once per step. A group never runs past a log line, a
       validation or the last step, so these stay at their steps; the
       time-based summaries and checkpoints, and a SIGTERM, are acted on
-      between groups. It does not change what training computes.
+      between groups (`save_interval_secs` 0: one step per group); a bad
+      step ends its group. It does not change what training computes.
   """
   train_dir: str
   batch_size: int
@@ -447,6 +448,8 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
         step = steps_done(step)  # the group's steps before the input ended
         logging.info('The input ran out at global step %d.', step)
         break
+      # A bad step ended its group: stop now, naming it (one read a group).
+      _check_finite(runner)
       step += count
       if start_step == 0 and step == count == 1:
         # Step 1's loss comes from the initial weights, before any update.
