@@ -1,7 +1,11 @@
-r"""Prints a net's parameters, variables, multiply-adds, end points and options.
+r"""Prints a net's parameters, variables, FLOPs, end points and options.
 
 The net is built by tracing it once at batch 1 (no forward computation runs),
-so even the largest nets are summarized in seconds. The options are the
+so even the largest nets are summarized in seconds. Beside the forward
+multiply-adds per image it prints the training FLOPs per image, multiply-adds
+x 2 (FLOPs per multiply-add) x 3 (forward, and the backward pass's two
+gradients), the convention of `slimkit.flops` that the training log's GFLOP/s
+and utilisation use. The options are the
 keyword options of the net's builder that `--model_options` of the train,
 eval and export scripts can set, with their defaults.
 
@@ -68,7 +72,8 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
     A dict with `model_name`, `num_classes`, `image_size`,
     `channels`, `trainable_parameters`, `total_parameters` (including batch-norm
     statistics), `num_variables`, `num_trainable_variables`,
-    `multiply_adds` (per image), `end_points` (a list of
+    `multiply_adds` (forward, per image), `training_flops` (per image,
+    `flops.training_flops_per_image`), `end_points` (a list of
     `(name, shape)` pairs in the net's order), `options` (the given ones) and
     `valid_options` (`nets_factory.network_options`).
 
@@ -93,6 +98,7 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
   def size(variables):
     return sum(math.prod(v.shape) for v in variables)
 
+  multiply_adds = flops.count_multiply_adds(concrete.graph)
   return {
       'model_name': model_name,
       'num_classes': num_classes,
@@ -102,7 +108,8 @@ def summarize(model_name, num_classes=None, image_size=None, channels=None,
       'total_parameters': size(net.weights),
       'num_variables': len(net.weights),
       'num_trainable_variables': len(net.trainable_weights),
-      'multiply_adds': flops.count_multiply_adds(concrete.graph),
+      'multiply_adds': multiply_adds,
+      'training_flops': flops.training_flops_per_image(multiply_adds),
       'end_points': [(k, v.shape.as_list()) for k, v in end_points.items()],
       'options': dict(options),
       'valid_options': nets_factory.network_options(model_name),
@@ -125,7 +132,11 @@ def format_summary(summary):
       f"variables: {summary['num_variables']} "
       f"({summary['num_trainable_variables']} trainable)",
       f"multiply-adds: {summary['multiply_adds']:,} "
-      f"({summary['multiply_adds'] / 1e9:.2f} G per image)",
+      f"({summary['multiply_adds'] / 1e9:.2f} G per image, forward)",
+      f"training FLOPs: {summary['training_flops']:,} "
+      f"({summary['training_flops'] / 1e9:.2f} G per image: multiply-adds "
+      f'x {flops.FLOPS_PER_MULTIPLY_ADD} FLOPs x {flops.TRAINING_PASSES} '
+      'passes, forward and backward)',
       'end points:',
   ]
   width = max((len(k) for k, _ in summary['end_points']), default=0)

@@ -58,6 +58,7 @@ def main(argv):
   from slimkit.preprocessing import preprocessing_factory
   from slimkit.training import optimization
   from slimkit.training import optimizer_specs
+  from slimkit.training import peak
   from slimkit.training import trainer
 
   if len(argv) > 1:
@@ -265,6 +266,10 @@ def main(argv):
         num_preprocessing_threads=FLAGS.num_preprocessing_threads,
         labels_offset=FLAGS.labels_offset, use_grayscale=FLAGS.use_grayscale)
 
+  # Before the net exists: the measurement has the cores to itself.
+  peak_gflops, peak_source = peak.resolve_peak(
+      FLAGS.precision, given=FLAGS.peak_gflops, measure=FLAGS.measure_peak)
+  logging.info(peak.describe(peak_gflops, peak_source, FLAGS.precision))
   options = trainer.TrainOptions(
       train_dir=FLAGS.train_dir, batch_size=FLAGS.batch_size,
       max_number_of_steps=FLAGS.max_number_of_steps,
@@ -283,7 +288,8 @@ def main(argv):
       validation_max_batches=FLAGS.validation_max_batches,
       quantize_delay=(FLAGS.quantize_delay if FLAGS.quantize_delay >= 0
                       else None),
-      steps_per_loop=FLAGS.steps_per_loop)
+      steps_per_loop=FLAGS.steps_per_loop,
+      peak_gflops=peak_gflops)
 
   try:  # What the strategy cannot train with (--xla with parameter servers).
     trainer.check_options(strategy, options)

@@ -1,4 +1,4 @@
-"""Training images/s of our trainer beside keras.applications + model.fit.
+"""Training images/s, GFLOP/s and utilisation: ours, Keras fit and timm.
 
 In one run on one machine, each measurement in its own subprocess:
 
@@ -6,6 +6,9 @@ In one run on one machine, each measurement in its own subprocess:
              synthetic batch repeated, momentum SGD, no XLA
   ours       train_image_classifier.py --dataset_name=synthetic, same net
              (mobilenet_v1, resnet_v1_50), size, batch and optimizer
+  timm       (when torch and timm are installed; else "not installed") the
+             timm model (mobilenetv1_100, resnet50), channels_last, momentum
+             SGD, one synthetic batch repeated; bfloat16 by torch.autocast
   ours/real  train_image_classifier.py on ImageNet-style JPEG TFRecords with
              the net's own preprocessing (inception / vgg)
   unseeded   (`--runs=...,unseeded`) the same two runs without what
@@ -15,13 +18,22 @@ In one run on one machine, each measurement in its own subprocess:
 
 and, with `--precisions=float32,mixed_bfloat16`, the same under Keras' mixed
 bfloat16 policy. Printed: images/s of each run (warm-up steps excluded), the
-ratios ours / Keras, real / synthetic and bfloat16 / float32, peak resident
-memory and its growth after warm-up.
+ratios ours / Keras, ours / timm, real / synthetic and bfloat16 / float32,
+peak resident memory and its growth after warm-up; and for every run the
+training GFLOP/s (images/s x our net's forward multiply-adds x 2 x 3, the
+same FLOPs credited to all three: the architectures match, and timm's
+ResNet-50 is v1.5, with 4% more multiply-adds) and the utilisation against
+the float32 or bfloat16 matmul peak that a child measures at the start
+(`slimkit/training/peak.py`; `--peak_gflops` gives one instead).
+
+`--repo=/path/to/other/checkout` runs "ours" from that checkout (the rest
+from this one): before/after in one sitting.
 
   python bench/train_throughput.py                    # a few minutes here
   python bench/train_throughput.py --models=mobilenet_v1 --steps=220
   python bench/train_throughput.py --precisions=float32,mixed_bfloat16
   python bench/train_throughput.py --runs=ours,real,unseeded --repeats=3
+  python bench/train_throughput.py --runs=keras,ours,timm --no_real
 """
 
 import argparse
@@ -42,6 +54,8 @@ MODELS = {
     'mobilenet_v1': ('MobileNet', 128, 32),
     'resnet_v1_50': ('ResNet50', 112, 16),
 }
+TIMM_MODELS = {'mobilenet_v1': 'mobilenetv1_100', 'resnet_v1_50': 'resnet50'}
+KINDS = ('keras', 'ours', 'timm')
 NUM_CLASSES = 1001
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
@@ -93,6 +107,64 @@ def keras_child(args):
             callbacks=[Log()])
 
 
+def timm_child(args):
+  """Trains the timm model in PyTorch and logs like our trainer."""
+  import torch
+  import timm
+  torch.manual_seed(0)
+  size = args.image_size
+  model = timm.create_model(args.timm_model, num_classes=NUM_CLASSES)
+  model = model.to(memory_format=torch.channels_last).train()
+  optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE,
+                              momentum=MOMENTUM)
+  generator = torch.Generator().manual_seed(0)
+  images = (torch.rand([args.batch_size, 3, size, size], generator=generator)
+            * 2 - 1).contiguous(memory_format=torch.channels_last)
+  labels = torch.randint(0, NUM_CLASSES, [args.batch_size],
+                         generator=generator)
+  autocast = torch.autocast('cpu', dtype=torch.bfloat16,
+                            enabled=args.precision == 'mixed_bfloat16')
+  last = time.time()
+  for step in range(1, args.steps + 1):
+    with autocast:
+      loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if step % args.log_every == 0:
+      value = float(loss)  # waits for the step, as our log line does
+      now = time.time()
+      sec = (now - last) / args.log_every
+      last = now
+      print(f'global step {step}: loss = {value:.4f} ({sec:.4f} sec/step, '
+            f'{args.batch_size / sec:.1f} images/sec)', file=sys.stderr,
+            flush=True)
+
+
+def timm_installed():
+  """Why timm cannot run here, or None when torch and timm import."""
+  import importlib.util
+  missing = [m for m in ('torch', 'timm') if importlib.util.find_spec(m) is
+             None]
+  return f'{" and ".join(missing)} not installed' if missing else None
+
+
+def machine_child(args):
+  """Prints the matmul peaks and our nets' training FLOPs per image."""
+  from slimkit import flops
+  from slimkit.nets import nets_factory
+  from slimkit.training import peak
+  for precision in args.precisions.split(','):
+    dtype = peak.compute_dtype(precision)
+    print(f'RESULT peak_{precision} {peak.measure_matmul_gflops(dtype):.1f}')
+  for model in args.models.split(','):
+    _, size, _ = MODELS[model]
+    size = args.image_size or size
+    net = nets_factory.get_network_fn(model, NUM_CLASSES, is_training=True)
+    count = flops.multiply_adds(net, (size, size, 3))
+    print(f'RESULT flops_{model} {flops.training_flops_per_image(count)}')
+
+
 def unseeded_child(argv):
   """Runs train_image_classifier.py without determinism (see the docstring).
 
@@ -123,7 +195,7 @@ def _ours_argv(args, model, size, batch, precision, train_dir,
             '--child=unseeded', '--'] + _ours_argv(
                 args, model, size, batch, precision, train_dir,
                 dataset_flags)[2:]
-  script = os.path.join(common.ROOT, 'train_image_classifier.py')
+  script = os.path.join(args.repo or common.ROOT, 'train_image_classifier.py')
   return [sys.executable, script,
           f'--train_dir={train_dir}', f'--model_name={model}',
           f'--train_image_size={size}', f'--batch_size={batch}',
@@ -145,6 +217,13 @@ def _keras_argv(args, keras_model, size, batch, precision):
               ['--xla'] if args.xla else [])
 
 
+def _timm_argv(args, model, size, batch, precision):
+  return [sys.executable, os.path.abspath(__file__), '--child=timm',
+          f'--timm_model={TIMM_MODELS[model]}', f'--image_size={size}',
+          f'--batch_size={batch}', f'--precision={precision}',
+          f'--steps={args.steps}', f'--log_every={args.log_every}']
+
+
 def write_records(directory, count, split_name='train', num_files=8):
   """ImageNet-style JPEG records (about 500x375, with boxes) for real input.
 
@@ -160,6 +239,29 @@ def write_records(directory, count, split_name='train', num_files=8):
   _, mean_kb = module.write_records(directory, split_name, count, num_files,
                                     375, 500, b'jpeg', with_boxes=True)
   return mean_kb
+
+
+def _table_row(model, size, batch, precision, found, flops_per_image,
+               peak_gflops, timm_text):
+  """One row of the results table; `found` maps a kind to its RunResult."""
+  def rate(r, missing='-'):
+    return f'{r.images_per_sec:.1f}' if r else missing
+
+  def ratio(a, b):
+    return f'{a.images_per_sec / b.images_per_sec:.2f}' if a and b else '-'
+
+  gflops = {k: found[k].images_per_sec * flops_per_image / 1e9
+            for k in KINDS if found[k]}
+  return (f'| {model} | {size} | {batch} | {precision} | '
+          f'{rate(found["keras"])} | {rate(found["ours"])} | '
+          f'{rate(found["timm"], timm_text)} | '
+          f'{ratio(found["ours"], found["keras"])} | '
+          f'{ratio(found["ours"], found["timm"])} | ' +
+          ' / '.join(f'{gflops[k]:.0f}' if k in gflops else '-'
+                     for k in KINDS) + ' | ' +
+          ' / '.join(f'{100 * gflops[k] / peak_gflops:.0f}%' if k in gflops
+                     else '-' for k in KINDS) +
+          f' | {rate(found["real"])} | {ratio(found["real"], found["ours"])} |')
 
 
 def main(argv=None):
@@ -184,15 +286,22 @@ def main(argv=None):
                       help='Skip the run on TFRecords.')
   parser.add_argument('--records', type=int, default=1024,
                       help='ImageNet-style records written for the real run.')
-  parser.add_argument('--runs', default='keras,ours,real',
-                      help='Which runs: keras, ours, real, unseeded (ours '
-                      'and real without determinism).')
+  parser.add_argument('--runs', default='keras,ours,timm,real',
+                      help='Which runs: keras, ours, timm, real, unseeded '
+                      '(ours and real without determinism).')
+  parser.add_argument('--repo', default=None,
+                      help='Run "ours" from this checkout (default: this '
+                      'one), for before/after in one sitting.')
+  parser.add_argument('--peak_gflops', default=None,
+                      help='Comma-separated peaks, one per --precisions, '
+                      'instead of measuring them at the start.')
   parser.add_argument('--repeats', type=int, default=1,
                       help='Rounds of all runs, interleaved; the best rate '
                       'of each is kept (the machine may be shared).')
   # The Keras subprocess.
   parser.add_argument('--child', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--keras_model', default=None, help=argparse.SUPPRESS)
+  parser.add_argument('--timm_model', default=None, help=argparse.SUPPRESS)
   parser.add_argument('--precision', default='float32',
                       help=argparse.SUPPRESS)
   if argv is None:
@@ -201,8 +310,9 @@ def main(argv=None):
     unseeded_child(argv[2:])
     return
   args = parser.parse_args(argv)
-  if args.child == 'keras':
-    keras_child(args)
+  if args.child in ('keras', 'timm', 'machine'):
+    dict(keras=keras_child, timm=timm_child,
+         machine=machine_child)[args.child](args)
     return
   if args.warmup % args.log_every or args.steps <= args.warmup:
     parser.error('--warmup must be a multiple of --log_every and below '
@@ -217,9 +327,27 @@ def main(argv=None):
   if args.no_real:
     runs.discard('real')
 
+  timm_missing = timm_installed() if 'timm' in runs else None
+  if timm_missing:
+    runs.discard('timm')
   print(f'machine: {common.machine()}', flush=True)
   print(f'load average before: {common.load_average():.2f}; steps '
-        f'{args.steps}, warm-up {args.warmup}, xla {args.xla}', flush=True)
+        f'{args.steps}, warm-up {args.warmup}, xla {args.xla}; ours from '
+        f'{args.repo or common.ROOT}', flush=True)
+  measured = common.run('machine', [
+      sys.executable, os.path.abspath(__file__), '--child=machine',
+      f'--models={",".join(models)}', f'--precisions={",".join(precisions)}']
+      + ([f'--image_size={args.image_size}'] if args.image_size else []),
+      batch_size=1, warmup=0)
+  common.check(measured)
+  peaks = {p: measured.values[f'peak_{p}'] for p in precisions}
+  if args.peak_gflops:
+    peaks = dict(zip(precisions, map(float, args.peak_gflops.split(','))))
+  model_flops = {m: measured.values[f'flops_{m}'] for m in models}
+  print('peak GFLOP/s (matmul 2048^3, best of 5): ' + ', '.join(
+      f'{p} {g:.0f}' for p, g in peaks.items()) + '; training GFLOP per '
+      'image: ' + ', '.join(f'{m} {f / 1e9:.2f}' for m, f in
+                            model_flops.items()), flush=True)
   scratch = tempfile.mkdtemp(prefix='train_throughput_')
   results = {}
   try:
@@ -239,6 +367,9 @@ def main(argv=None):
           plan.append(('keras', _keras_argv(args, keras_model, size, batch,
                                             precision)))
         train_dir = os.path.join(scratch, f'{model}_{precision}')
+        if 'timm' in runs and precision != 'mixed_float16':
+          plan.append(('timm', _timm_argv(args, model, size, batch,
+                                          precision)))
         if 'ours' in runs:
           plan.append(('ours', _ours_argv(
               args, model, size, batch, precision, train_dir + '_synthetic',
@@ -272,32 +403,36 @@ def main(argv=None):
           best = results.get((model, precision, kind))
           if best is None or result.images_per_sec > best.images_per_sec:
             results[(model, precision, kind)] = result
-          print(f'{name:40s} {result.images_per_sec:7.1f} images/s  '
-                f'({common.describe(result, args.warmup)}; load '
+          gflops = result.images_per_sec * model_flops[model] / 1e9
+          print(f'{name:40s} {result.images_per_sec:7.1f} images/s '
+                f'{gflops:6.1f} GFLOP/s {100 * gflops / peaks[precision]:3.0f}%'
+                f'  ({common.describe(result, args.warmup)}; load '
                 f'{common.load_average():.2f})', flush=True)
   finally:
     shutil.rmtree(scratch, ignore_errors=True)
 
+  timm_text = timm_missing or '-'
   print('\n| model | size | batch | precision | Keras fit img/s | ours img/s |'
-        ' ours / Keras | ours real img/s | real / synthetic |')
-  print('|---|---|---|---|---|---|---|---|---|')
+        ' timm img/s | ours / Keras | ours / timm | GFLOP/s Keras / ours / '
+        'timm | utilisation Keras / ours / timm | ours real img/s | '
+        'real / synthetic |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for model in models:
     _, size, batch = MODELS[model]
     size = args.image_size or size
     batch = args.batch_size or batch
     for precision in precisions:
-      rate = lambda r: f'{r.images_per_sec:.1f}' if r else '-'
-      ratio = lambda a, b: (f'{a.images_per_sec / b.images_per_sec:.2f}'
-                            if a and b else '-')
-      keras_run, ours, real = (results.get((model, precision, kind))
-                               for kind in ('keras', 'ours', 'real'))
-      print(f'| {model} | {size} | {batch} | {precision} | {rate(keras_run)} '
-            f'| {rate(ours)} | {ratio(ours, keras_run)} | {rate(real)} | '
-            f'{ratio(real, ours)} |')
+      found = {kind: results.get((model, precision, kind))
+               for kind in KINDS + ('real',)}
+      print(_table_row(model, size, batch, precision, found,
+                       model_flops[model], peaks[precision], timm_text))
+  print('\nGFLOP/s: images/s x training FLOPs per image (our net\'s forward '
+        'multiply-adds x 2 x 3); utilisation: over the matmul peak of the '
+        'precision above.')
   if len(precisions) > 1:
     print()
     for model in models:
-      for kind in ('keras', 'ours'):
+      for kind in KINDS:
         base = results.get((model, precisions[0], kind))
         for precision in precisions[1:]:
           other = results.get((model, precision, kind))

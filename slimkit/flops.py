@@ -43,7 +43,7 @@ def count_multiply_adds(graph):
   return total
 
 
-def multiply_adds(net, image_shape):
+def multiply_adds(net, image_shape, dtype='float32'):
   """Forward multiply-adds per image of `net` on `image_shape` inputs.
 
   Traces the net at batch 1 (no forward computation runs).
@@ -52,6 +52,7 @@ def multiply_adds(net, image_shape):
     net: A callable net (`nets_factory.get_network_fn`'s result); it may be
       built already.
     image_shape: `(height, width, channels)`.
+    dtype: The images' dtype.
 
   Returns:
     The multiply-adds of one image, an int.
@@ -62,7 +63,7 @@ def multiply_adds(net, image_shape):
   # A fresh function: the net's own traced functions are left alone.
   forward = tf.function(lambda x: net(x, training=False))
   concrete = forward.get_concrete_function(
-      tf.TensorSpec([1, *image_shape], tf.float32))
+      tf.TensorSpec([1, *image_shape], dtype))
   return count_multiply_adds(concrete.graph)
 
 

@@ -396,6 +396,12 @@ def test_alexnet_lrn_follows_conv1_and_conv2():
 def test_print_model_lists_the_options_and_builds_with_them():
   summary = print_model.summarize('cifarnet', kernel_size=3, activation='elu')
   assert summary['trainable_parameters'] == 1756426 - 16 * (3 * 64 + 64 * 64)
+  # By hand, 3x3 kernels: conv1 on 32x32x3 -> 64, conv2 on 16x16x64 -> 64,
+  # fc3 8*8*64 -> 384, fc4 384 -> 192, logits 192 -> 10.
+  multiply_adds = (32 * 32 * 64 * 9 * 3 + 16 * 16 * 64 * 9 * 64 +
+                   8 * 8 * 64 * 384 + 384 * 192 + 192 * 10)
+  assert summary['multiply_adds'] == multiply_adds
+  assert summary['training_flops'] == 6 * multiply_adds
   text = print_model.format_summary(summary)
   assert 'cifarnet --model_options=kernel_size=3,activation=elu:' in text
   lines = text.splitlines()

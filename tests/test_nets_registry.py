@@ -465,8 +465,11 @@ def test_print_model_counts_mobilenet_v1():
   # body, plus the 1x1x1024x1001 logits.
   assert summary['multiply_adds'] == 567716352 + 1024 * 1001
   assert dict(summary['end_points'])['Conv2d_13_pointwise'] == [1, 7, 7, 1024]
+  assert summary['training_flops'] == 6 * summary['multiply_adds']
   text = print_model.format_summary(summary)
   assert '4,233,001' in text and 'Conv2d_13_pointwise' in text
+  assert (f"training FLOPs: {6 * (567716352 + 1024 * 1001):,} (3.41 G per "
+          'image: multiply-adds x 2 FLOPs x 3 passes') in text
 
 
 def test_print_model_defaults_for_small_nets():
@@ -474,3 +477,11 @@ def test_print_model_defaults_for_small_nets():
   assert (summary['num_classes'], summary['image_size'],
           summary['channels']) == (10, 28, 1)
   assert summary['trainable_parameters'] == SPECS['lenet'].trainable
+  # By hand: conv1 5x5x1 -> 32 and conv2 5x5x32 -> 64 'SAME' on 28x28 and
+  # 14x14 outputs, fc3 7*7*64 -> 1024, fc4 1024 -> 10.
+  multiply_adds = (28 * 28 * 32 * 5 * 5 * 1 + 14 * 14 * 64 * 5 * 5 * 32 +
+                   7 * 7 * 64 * 1024 + 1024 * 10)
+  assert summary['multiply_adds'] == multiply_adds
+  assert summary['training_flops'] == 2 * 3 * multiply_adds
+  assert f'training FLOPs: {6 * multiply_adds:,} (0.08 G per image' in (
+      print_model.format_summary(summary))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from slimkit.training import losses
 from slimkit.training import optimization
 from slimkit.nets import nets_factory
 from tests import script_runner
@@ -327,7 +328,8 @@ _MIRRORED_DECAY = textwrap.dedent(r'''
   import numpy as np
   import tensorflow as tf
   from slimkit.deployment import model_deploy
-  from slimkit.training import optimization
+  from slimkit.training import losses
+from slimkit.training import optimization
   from tests import tiny_nets
 
   strategy = model_deploy.make_strategy(
@@ -442,3 +444,36 @@ def test_an_explicit_opt_epsilon_wins_for_every_optimizer():
   lion = optimization.build_optimizer(
       'lion', 0.01, optimization.OptimizerHParams(opt_epsilon=0.125))
   assert not hasattr(lion, 'epsilon') or lion.epsilon != 0.125
+
+
+def test_momentum_is_tf1s_arithmetic_bit_for_bit_in_float32():
+  # The update runs on TF's fused ResourceApplyMomentum; numpy's float32
+  # operations, one at a time, are the reference.
+  rng = np.random.RandomState(3)
+  start = rng.normal(size=[64, 33]).astype(np.float32)
+  grads = [rng.normal(size=start.shape).astype(np.float32) for _ in range(3)]
+  opt = optimization.build_optimizer(
+      'momentum', 0.05, optimization.OptimizerHParams(momentum=0.9))
+  var = tf.Variable(start)
+  opt.build([var])
+  var_np, accum = start.copy(), np.zeros_like(start)
+  for g in grads:
+    opt.apply_gradients([(tf.constant(g), var)])
+    accum = np.float32(0.9) * accum + g
+    var_np = var_np - np.float32(0.05) * accum
+    np.testing.assert_array_equal(var.numpy(), var_np)
+
+
+@pytest.mark.parametrize('values, finite', [
+    ([[1.0, -2.0], [3.0]], True),
+    ([[3e38, 3e38], [3e38]], True),  # the sum overflows; the values do not
+    ([[1.0, float('inf')], [3.0]], False),
+    ([[1.0, 2.0], [float('nan')]], False),
+    ([[float('inf'), -float('inf')], [0.0]], False),
+])
+def test_all_finite_is_the_elementwise_test(values, finite):
+  tensors = [tf.constant(v, tf.float32) for v in values]
+  assert bool(losses.all_finite(tensors)) is finite
+  assert bool(tf.function(losses.all_finite)(tensors)) is finite
+  assert bool(losses.all_finite([tf.cast(t, tf.bfloat16)
+                                 for t in tensors])) is finite

@@ -223,8 +223,8 @@ def define_training_flags():
 
 
 def define_performance_flags():
-  """Defines `--precision`, `--xla`, `--steps_per_loop` and synthetic input's
-  `--num_classes`."""
+  """Defines `--precision`, `--xla`, `--steps_per_loop`, synthetic input's
+  `--num_classes` and the peak the utilisation is measured against."""
   core.DEFINE_enum('precision', 'float32', list(choices.PRECISIONS),
                    'Compute dtype of the net: mixed_bfloat16 for CPUs with '
                    'AVX512-BF16/AMX and TPUs, mixed_float16 (with loss '
@@ -248,6 +248,20 @@ def define_performance_flags():
   core.DEFINE_integer('num_classes', None,
                       'Classes of --dataset_name=synthetic (default 1001); '
                       'other datasets know their own.', lower_bound=1)
+  core.DEFINE_float('peak_gflops', None,
+                    'Peak GFLOP/s of this machine in the compute dtype of '
+                    '--precision: the log line and TensorBoard then show the '
+                    'utilisation, training GFLOP/s (forward multiply-adds x '
+                    '2 x 3 per image, print_model.py) over this peak. '
+                    'Default: the peak --measure_peak cached for this '
+                    'machine and dtype, if any.', lower_bound=0.0)
+  core.DEFINE_bool('measure_peak', False,
+                   'Without a cached peak for this machine and dtype, time '
+                   'a 2048x2048 matmul at the start (about a second on 2 '
+                   'CPU cores) and cache it under ~/.cache/slimkit '
+                   '($SLIMKIT_CACHE_DIR, $XDG_CACHE_HOME): later runs show '
+                   'the utilisation without measuring. Measure on a quiet '
+                   'machine (a loaded one gives a low peak).')
 
 
 def define_validation_flags():

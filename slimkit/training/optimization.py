@@ -64,6 +64,7 @@ import dataclasses
 from typing import Callable
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from slimkit.registry import Registry
@@ -117,6 +118,11 @@ class TF1RMSProp(keras.optimizers.Optimizer):
     return config
 
 
+def _is_resource(variable):
+  """Whether `variable` is a TF resource variable (the fused kernels' input)."""
+  return isinstance(variable, tf.Variable) and hasattr(variable, 'handle')
+
+
 class TF1Momentum(keras.optimizers.Optimizer):
   """TF 1's `MomentumOptimizer` (no Nesterov): accumulates raw gradients.
 
@@ -138,8 +144,19 @@ class TF1Momentum(keras.optimizers.Optimizer):
   def update_step(self, gradient, variable, learning_rate):
     lr = ops.cast(learning_rate, variable.dtype)
     accum = self._accum[self._get_variable_index(variable)]
-    self.assign(accum, self.momentum * accum + ops.cast(gradient,
-                                                        variable.dtype))
+    gradient = ops.cast(gradient, variable.dtype)
+    if _is_resource(variable) and _is_resource(accum.value) and isinstance(
+        gradient, tf.Tensor):
+      # TF 1's own kernel, the one MomentumOptimizer ran: the same two lines
+      # in one pass over var, accum and grad instead of five ops that each
+      # read or write the whole tensor (ResNet-50: 25M parameters, about 70
+      # of 1100 ms of op time per step on 2 CPU cores).
+      tf.raw_ops.ResourceApplyMomentum(
+          var=variable.handle, accum=accum.value.handle, lr=lr,
+          grad=gradient, momentum=tf.cast(self.momentum, variable.dtype),
+          use_locking=False, use_nesterov=False)
+      return
+    self.assign(accum, self.momentum * accum + gradient)
     self.assign_sub(variable, lr * accum)
 
   def get_config(self):
