@@ -328,8 +328,7 @@ _MIRRORED_DECAY = textwrap.dedent(r'''
   import numpy as np
   import tensorflow as tf
   from slimkit.deployment import model_deploy
-  from slimkit.training import losses
-from slimkit.training import optimization
+  from slimkit.training import optimization
   from tests import tiny_nets
 
   strategy = model_deploy.make_strategy(
