@@ -239,8 +239,9 @@ def define_performance_flags():
                       'per step (small nets train faster). A group ends at '
                       'each log line, validation and the last step; '
                       'summaries, checkpoints and a SIGTERM are acted on '
-                      'between groups (--save_interval_secs=0 still saves '
-                      'every step: one step per group), and a step with a '
+                      'between groups (--save_interval_secs=0 or '
+                      '--save_summaries_secs=0 still act at every step: one '
+                      'step per group), and a step with a '
                       'NaN or inf ends its group. It does not change what '
                       'training computes. Parameter servers run their own '
                       'groups.',

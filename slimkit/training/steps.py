@@ -137,12 +137,14 @@ class Synchronous:
     """Steps of the next group: up to the next log line or validation.
 
     A fresh run's first step runs alone (its loss, from the initial weights,
-    is noted), and so does every step when a checkpoint is due after each
-    (`save_interval_secs` 0). Several workers run groups of the same
-    lengths, and every multiple of `log_every_n_steps` (where they agree on
-    saving and stopping) ends a group.
+    is noted), and so does every step when summaries or a checkpoint are due
+    after each (`save_summaries_secs` or `save_interval_secs` 0). Several
+    workers run groups of the same lengths, and every multiple of
+    `log_every_n_steps` (where they agree on saving and stopping) ends a
+    group.
     """
-    if step == 0 or self.options.save_interval_secs <= 0:
+    if step == 0 or min(self.options.save_interval_secs,
+                        self.options.save_summaries_secs) <= 0:
       return 1
     return group_length(step, max_steps, self.options.steps_per_loop,
                         (self.options.log_every_n_steps,

@@ -153,8 +153,9 @@ class TrainOptions:
       instead of once per step. A group never runs past a log line, a
       validation or the last step, so these stay at their steps; the
       time-based summaries and checkpoints, and a SIGTERM, are acted on
-      between groups (`save_interval_secs` 0: one step per group); a bad
-      step ends its group. It does not change what training computes.
+      between groups (`save_interval_secs` or `save_summaries_secs` 0:
+      one step per group); a bad step ends its group. It does not change
+      what training computes.
   """
   train_dir: str
   batch_size: int
