@@ -87,7 +87,10 @@ def _saved_steps(train_dir):
                 for p in glob.glob(os.path.join(train_dir, '*.index')))
 
 
-@pytest.mark.parametrize('log_every, steps_per_loop', [(3, 4), (5, 20)])
+# Groups cut by log lines and validations; the long variant (groups longer
+# than a log interval, cut by it) runs with the slow tests.
+@pytest.mark.parametrize('log_every, steps_per_loop', [
+    (3, 4), pytest.param(5, 20, marks=pytest.mark.slow)])
 def test_grouped_steps_train_bit_for_bit_as_single_steps(
     tmp_path, log_every, steps_per_loop):
   # Dropout keyed on the step, momentum, weight decay, validation every 4
