@@ -55,11 +55,9 @@ class Log:
     if note:
       logging.info(note)
 
-  def line(self, step, loss, cross_entropy, summarized, max_steps,
-           check_finite):
-    """Logs `step`; `check_finite` raises before a bad loss is logged."""
+  def line(self, step, loss, cross_entropy, summarized, max_steps):
+    """Logs `step` (the loop has checked its group for a bad step)."""
     self.loss = float(loss)
-    check_finite()
     warning = self.watch.check(step, float(cross_entropy))
     if warning:
       logging.warning(warning)

@@ -418,8 +418,8 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
   saved_steps = {step} if last_checkpoint else set()
 
   def save(step):
-    _check_finite(runner)
-    # A second line of defence: never write non-finite weights.
+    # Bad steps are caught after each group, before any save. A second line
+    # of defence: never write non-finite weights.
     if not bool(losses.all_finite([v.value for v in state.model_variables])):
       raise NonFiniteLossError(step)
     path = resume.save(state.manager, step, CHECKPOINT_NAME)
@@ -467,7 +467,7 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
       if step % options.log_every_n_steps == 0 or step == max_steps:
         # A summary wrote total_loss at the group's first step.
         log.line(step, loss, cross_entropy, summarize and count == 1,
-                 max_steps, lambda: _check_finite(runner))
+                 max_steps)
       if validator.due(step, count):
         # Its time is not training's: the next log line leaves it out.
         log.last_time += validator.run(step)
