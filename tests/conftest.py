@@ -73,3 +73,10 @@ def http_server(monkeypatch):
 def digits_dir(tmp_path_factory):
   """The bundled digits converted once per test run, for tests that read it."""
   return shared_data.build_once(tmp_path_factory, 'digits', digits_lib.run)
+
+
+@pytest.fixture(scope='session')
+def digits_lenet_run(tmp_path_factory, digits_dir):
+  """A lenet trained on the digits once per test run (tests/digits_lenet.py)."""
+  from tests import digits_lenet  # pylint: disable=g-import-not-at-top
+  return digits_lenet.shared_run(tmp_path_factory, digits_dir)

@@ -1,11 +1,15 @@
 """A LeNet trained on the bundled digits, for the TFLite and QAT tests.
 
-The digits come converted from the `digits_dir` fixture (conftest.py).
+The digits come converted from the `digits_dir` fixture (conftest.py);
+`shared_run` trains the lenet both test files start from once per test run.
 Training: momentum 0.9 at 0.01 after a 20-step warmup, batch 32. The seed
 defaults to 0; `SLIMKIT_TEST_SEED=N python -m pytest tests/test_tflite.py`
 checks that the assertions hold for other seeds too.
 """
 
+
+import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -59,6 +63,38 @@ def train(dataset_dir, train_dir, *, steps, seed=SEED, net_options=None,
           max_number_of_steps=steps, log_every_n_steps=100,
           save_summaries_secs=10 ** 6, save_interval_secs=10 ** 6,
           **options))
+
+
+# The shared run: long enough to classify digits well (the TFLite tests want
+# more than 90% accuracy), without dropout so that the QAT tests' two
+# fine-tuning branches draw the same random numbers.
+SHARED_STEPS = 200
+SHARED_NET_OPTIONS = {'dropout_keep_prob': 1.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedRun:
+  """The lenet trained once per test run (read it, never train into it)."""
+  train_dir: str
+  checkpoint: str
+  global_step: int
+
+
+def shared_run(tmp_path_factory, dataset_dir):
+  """Trains the shared lenet once per test run; returns its `SharedRun`.
+
+  Built under `shared_data.build_once`, so that the pytest-xdist workers of
+  the TFLite and QAT tests train it once between them.
+  """
+  from tests import shared_data  # pylint: disable=g-import-not-at-top
+  train_dir = shared_data.build_once(
+      tmp_path_factory, 'digits_lenet',
+      lambda folder: train(dataset_dir, folder, steps=SHARED_STEPS,
+                           net_options=SHARED_NET_OPTIONS))
+  checkpoint = tf.train.latest_checkpoint(train_dir)
+  return SharedRun(train_dir=train_dir, checkpoint=checkpoint,
+                   global_step=int(os.path.basename(checkpoint)
+                                   .rsplit('-', 1)[1]))
 
 
 def restored_net(checkpoint, **net_options):

@@ -16,16 +16,15 @@ from tests import digits_lenet
 from tests import script_runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 150
 CALIBRATION_IMAGES = 200
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, digits_dir):
+def trained(tmp_path_factory, digits_dir, digits_lenet_run):
   """Digits converted, lenet trained, every variant exported once."""
   root = tmp_path_factory.mktemp('tflite')
   data = digits_dir
-  result = digits_lenet.train(data, root / 'train', steps=STEPS)
+  result = digits_lenet_run
   net = digits_lenet.restored_net(result.checkpoint)
   train_images, _ = digits_lenet.images(data, 'train')
   test_images, test_labels = digits_lenet.images(data, 'test')
