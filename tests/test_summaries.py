@@ -1,9 +1,10 @@
-"""The training summaries write what TensorBoard's own ops write.
+"""The training summaries write what TensorFlow's and TensorBoard's ops write.
 
-`summaries.histogram` traces faster than `tf.summary.histogram` (no branch,
-no linspace composite); the events it writes must be the same: tag, plugin
-metadata and the float64 bucket tensor, bit for bit, read back with TF's
-summary iterator.
+`summaries.histograms` traces faster than `tf.summary.histogram` (one
+computation for all, no branch, no linspace composite); the events it writes
+must be the same: tag, plugin metadata and the float64 bucket tensor, bit for
+bit, read back with TF's summary iterator. Likewise `summaries.zero_fraction`
+and `tf.math.zero_fraction`.
 """
 
 import glob
@@ -43,16 +44,24 @@ def _events(directory):
   return found
 
 
-def _write(directory, histogram_fn, data):
+def _write(directory, data, ours):
+  """Writes `data`'s histograms with ours or TensorBoard's; its events."""
   writer = tf.summary.create_file_writer(str(directory))
 
+  # In a traced function, as the summary step writes them, of its inputs
+  # (constants would be folded away before the ops run).
   @tf.function(autograph=False)
-  def write():  # in a traced function, as the summary step writes them
+  def write(values):
     with writer.as_default(step=3):
-      for name, value in data.items():
-        histogram_fn(f'activations/{name}', tf.constant(value))
+      named = [(f'activations/{name}', value)
+               for name, value in zip(data, values)]
+      if ours:
+        summaries.histograms(named)
+      else:
+        for name, value in named:
+          tf.summary.histogram(name, value)
 
-  write()
+  write([tf.constant(value) for value in data.values()])
   writer.close()
   return _events(directory)
 
@@ -68,8 +77,8 @@ def _assert_same_events(ours, reference):
 
 
 def test_histograms_are_tensorboards(tmp_path):
-  ours = _write(tmp_path / 'ours', summaries.histogram, DATA)
-  reference = _write(tmp_path / 'tensorboard', tf.summary.histogram, DATA)
+  ours = _write(tmp_path / 'ours', DATA, ours=True)
+  reference = _write(tmp_path / 'tensorboard', DATA, ours=False)
   assert sorted(reference) == sorted(f'activations/{name}' for name in DATA)
   assert all(buckets.shape == (summaries.HISTOGRAM_BUCKETS, 3)
              for *_, buckets in reference.values())
@@ -81,7 +90,7 @@ def test_buckets_count_every_element_once(name):
   # TensorBoard's convention, checked against NumPy: the edges span
   # [min, max] and each element is counted in exactly one bucket.
   data = DATA[name].astype(np.float64)
-  buckets = summaries.histogram_buckets(tf.constant(data)).numpy()
+  buckets = summaries.histogram_buckets([tf.constant(data)])[0].numpy()
   assert buckets[0, 0] == data.min() and buckets[-1, 1] == data.max()
   assert buckets[:, 2].sum() == data.size
   if name == 'normal':
@@ -93,7 +102,33 @@ def test_buckets_count_every_element_once(name):
 
 
 def test_empty_data_goes_to_tensorboards_histogram(tmp_path):
-  data = {'empty': np.zeros([0, 3], np.float32)}
-  _assert_same_events(
-      _write(tmp_path / 'ours', summaries.histogram, data),
-      _write(tmp_path / 'tensorboard', tf.summary.histogram, data))
+  data = {'empty': np.zeros([0, 3], np.float32), 'normal': DATA['normal']}
+  _assert_same_events(_write(tmp_path / 'ours', data, ours=True),
+                      _write(tmp_path / 'tensorboard', data, ours=False))
+
+
+def test_a_no_op_writer_writes_and_computes_nothing():
+  writer = tf.summary.create_noop_writer()
+
+  @tf.function(autograph=False)
+  def write():
+    with writer.as_default(step=3):
+      summaries.histograms([('activations/normal',
+                             tf.constant(DATA['normal']))])
+
+  graph = write.get_concrete_function().graph
+  assert not [op for op in graph.get_operations()
+              if op.type in ('WriteSummary', 'UnsortedSegmentSum')]
+
+
+@pytest.mark.parametrize('value', [
+    np.maximum(_RNG.normal(0, 1, (16, 7, 7, 32)), 0).astype(np.float32),
+    np.zeros([3, 5], np.float32),
+    _RNG.normal(0, 1, 1000).astype(np.float32),
+    np.array([0.0, 1.0, 0.0], np.float64),
+])
+def test_zero_fraction_is_tensorflows(value):
+  ours = tf.function(summaries.zero_fraction, autograph=False)(value)
+  np.testing.assert_array_equal(ours.numpy(),
+                                tf.math.zero_fraction(value).numpy())
+  assert ours.dtype == tf.float32
