@@ -78,11 +78,17 @@ def histogram_buckets(values, bucket_count=HISTOGRAM_BUCKETS):
   counts = tf.reshape(tf.math.unsorted_segment_sum(
       tf.ones_like(data), slots, len(values) * bucket_count + 1)[:-1],
                       [len(values), bucket_count])
-  # TensorBoard ends the edges at the maximum itself (linspace's last value
-  # may miss it by a rounding error).
-  inner = mins[:, tf.newaxis] + steps[:, tf.newaxis] * tf.constant(
-      np.arange(1, bucket_count), tf.float64)
-  edges = tf.concat([mins[:, tf.newaxis], inner, maxs[:, tf.newaxis]], 1)
+  def spaced_edges():
+    # TensorBoard ends the edges at the maximum itself (linspace's last
+    # value may miss it by a rounding error).
+    inner = mins[:, tf.newaxis] + steps[:, tf.newaxis] * tf.constant(
+        np.arange(1, bucket_count), tf.float64)
+    return tf.concat([mins[:, tf.newaxis], inner, maxs[:, tf.newaxis]], 1)
+
+  # In a branch of its own, as TensorBoard's: in the training step's graph
+  # grappler rewrote this arithmetic outside one and moved edges by an ulp.
+  # (Both branches are the same; the predicate only keeps the branch.)
+  edges = tf.cond(tf.reduce_all(ranges >= 0), spaced_edges, spaced_edges)
   many = tf.stack([edges[:, :-1], edges[:, 1:], counts], axis=2)
   # One value: every edge at it, every element in the last bucket.
   at_max = tf.tile(maxs[:, tf.newaxis], [1, bucket_count])
