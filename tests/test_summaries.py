@@ -132,3 +132,39 @@ def test_zero_fraction_is_tensorflows(value):
   np.testing.assert_array_equal(ours.numpy(),
                                 tf.math.zero_fraction(value).numpy())
   assert ours.dtype == tf.float32
+
+
+def test_a_training_steps_histograms_are_tensorboards(tmp_path, monkeypatch):
+  # In the training step's graph, where grappler rewrites more than in a
+  # small function: LeNet's step-1 summaries, ours and TensorBoard's.
+  from slimkit.deployment import model_deploy
+  from slimkit.nets import nets_factory
+  from slimkit.training import optimization
+  from slimkit.training import trainer
+
+  rng = np.random.RandomState(0)
+  images = rng.rand(8, 28, 28, 1).astype(np.float32)
+  labels = rng.randint(0, 10, 8)
+
+  def train(train_dir):
+    tf.keras.utils.set_random_seed(1)
+    trainer.train(
+        strategy=model_deploy.make_strategy(model_deploy.DeploymentConfig()),
+        network_fn=lambda: nets_factory.get_network_fn('lenet', 10,
+                                                       is_training=True),
+        dataset_fn=lambda ctx, **_: tf.data.Dataset.from_tensor_slices(
+            (images, labels)).repeat().batch(4),
+        optimizer_fn=lambda lr: optimization.build_optimizer('sgd', lr),
+        learning_rate=0.01,
+        options=trainer.TrainOptions(train_dir=str(train_dir), batch_size=4,
+                                     max_number_of_steps=1, random_seed=1))
+    return {tag: value for tag, value in _events(train_dir).items()
+            if value[1] == 'histograms'}
+
+  ours = train(tmp_path / 'ours')
+  with monkeypatch.context() as patch:
+    patch.setattr(summaries, 'histograms', lambda named: [
+        tf.summary.histogram(name, value) for name, value in named])
+    reference = train(tmp_path / 'tensorboard')
+  assert len(reference) == 17  # 9 end points, 8 variables
+  _assert_same_events(ours, reference)
