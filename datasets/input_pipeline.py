@@ -104,6 +104,25 @@ def _as_written(fn):
   return tf.autograph.experimental.do_not_convert(fn)
 
 
+def _converted(fn):
+  """`fn` left to tf.data, which converts it with AutoGraph."""
+  return fn
+
+
+def _image_map_wrapper(preprocess_fn):
+  """How the functions that call `preprocess_fn` are traced.
+
+  The styles (`preprocessing_factory`'s `Preprocessor`) are written to be
+  traced as they are; a caller's own function may branch on tensors in
+  Python, so tf.data converts it with AutoGraph, as it always did.
+  """
+  # Imported here: the styles' registry imports the nets'.
+  from slimkit.preprocessing import preprocessing_factory  # pylint: disable=g-import-not-at-top
+  if isinstance(preprocess_fn, preprocessing_factory.Preprocessor):
+    return _as_written
+  return _converted
+
+
 # A record's position travels as one int64: file id * _FILE_STRIDE + index.
 # (Enumerating is nearly free; zipping in the file name costs about 20 us
 # per record, a third of decoding a CIFAR-10 image.)
@@ -456,12 +475,15 @@ def _png_pixels(encoded, head):
 
 
 def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
-                      deterministic, counter, shape, start=0):
+                      deterministic, counter, shape, start=0,
+                      wrap=_as_written):
   """Maps `example_fn` over records, dropping (and counting) failures.
 
   Each record is mapped in its own one-element dataset whose errors are
   ignored, followed by a placeholder flagged bad: taking the first element
-  gives the example, or the placeholder when the record failed.
+  gives the example, or the placeholder when the record failed. `wrap`
+  (`_image_map_wrapper`) says how the functions around `example_fn` are
+  traced.
   """
   placeholder = (tf.zeros(shape, tf.float32), tf.constant(-1, tf.int64),
                  tf.constant(True))
@@ -471,12 +493,12 @@ def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
 
   def one(index, record):
     good = tf.data.Dataset.from_tensors((index,) + tuple(record)).map(
-        _as_written(example_fn)).ignore_errors().map(_as_written(flag_good))
+        wrap(example_fn)).ignore_errors().map(_as_written(flag_good))
     return good.concatenate(
         tf.data.Dataset.from_tensors(placeholder)).take(1)
 
   dataset = records.enumerate(start=start).interleave(
-      _as_written(one), cycle_length=num_parallel_calls or _AUTOTUNE,
+      wrap(one), cycle_length=num_parallel_calls or _AUTOTUNE,
       num_parallel_calls=num_parallel_calls or _AUTOTUNE,
       deterministic=deterministic)
 
@@ -669,13 +691,13 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
         num_parallel_calls=num_preprocessing_threads,
         deterministic=deterministic, counter=skip_counter,
         shape=[height, width, output_channels(split, use_grayscale)],
-        start=replay)
+        start=replay, wrap=_image_map_wrapper(preprocess_fn))
   else:
     checked = _checked_groups(
         records, split, files, labels_offset=labels_offset,
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
     dataset = checked.enumerate(start=replay).map(
-        _as_written(lambda index, record: (
+        _image_map_wrapper(preprocess_fn)(lambda index, record: (
             image_fn(record['encoded'], _record_boxes(record),
                      element_seed(index) if element_seed else None),
             record['label'])),

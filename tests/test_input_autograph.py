@@ -143,3 +143,27 @@ def test_functions_are_traced_as_written():
                                                                 1]
   with pytest.raises(TypeError, match='not allowed'):
     data.map(input_pipeline._as_written(halve_positive))
+
+
+@pytest.mark.parametrize('skip_corrupt', [False, True])
+def test_a_callers_own_function_is_still_converted(splits, skip_corrupt):
+  # Only the styles are traced as written: a function of the caller's that
+  # branches on a tensor in Python works as it did (AutoGraph makes it a
+  # cond), and gives what the branch says.
+  def darken_bright(image, height, width):
+    image = tf.cast(image[:height, :width], tf.float32)
+    if tf.reduce_mean(image) > 127:
+      image = image / 2
+    return image
+
+  dataset = input_pipeline.make_dataset(
+      splits['png1'], darken_bright, batch_size=NUM_RECORDS,
+      is_training=False, image_size=28, skip_corrupt=skip_corrupt)
+  images, _ = next(iter(dataset))
+  spec = {'image/encoded': tf.io.FixedLenFeature([], tf.string)}
+  written = [
+      tf.cast(tf.io.decode_png(tf.io.parse_single_example(record, spec)[
+          'image/encoded'])[:28, :28], tf.float32).numpy()
+      for record in tf.data.TFRecordDataset(splits['png1'].files())]
+  expected = [x / 2 if np.mean(x) > 127 else x for x in written]
+  np.testing.assert_array_equal(images.numpy(), np.stack(expected))
