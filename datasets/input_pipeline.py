@@ -91,6 +91,38 @@ def _image_size(image_size):
                      f'{image_size!r}') from None
 
 
+def _as_written(fn):
+  """`fn` for a tf.data transformation, traced as written: no AutoGraph.
+
+  tf.data converts its functions with AutoGraph, and with them every
+  function of ours they call (parsing, checks, preprocessing): two seconds
+  of every start on 2 cores, for nothing: the pipeline and the styles branch
+  on tensors with `tf.cond` only (a Python `if` on a tensor fails when
+  traced; it never silently means something else). The pixels are the same
+  (tests/test_input_autograph.py).
+  """
+  return tf.autograph.experimental.do_not_convert(fn)
+
+
+def _converted(fn):
+  """`fn` left to tf.data, which converts it with AutoGraph."""
+  return fn
+
+
+def _image_map_wrapper(preprocess_fn):
+  """How the functions that call `preprocess_fn` are traced.
+
+  The styles (`preprocessing_factory`'s `Preprocessor`) are written to be
+  traced as they are; a caller's own function may branch on tensors in
+  Python, so tf.data converts it with AutoGraph, as it always did.
+  """
+  # Imported here: the styles' registry imports the nets'.
+  from slimkit.preprocessing import preprocessing_factory  # pylint: disable=g-import-not-at-top
+  if isinstance(preprocess_fn, preprocessing_factory.Preprocessor):
+    return _as_written
+  return _converted
+
+
 # A record's position travels as one int64: file id * _FILE_STRIDE + index.
 # (Enumerating is nearly free; zipping in the file name costs about 20 us
 # per record, a third of decoding a CIFAR-10 image.)
@@ -105,7 +137,7 @@ def _reader(files):
     return tf.data.TFRecordDataset(tf.gather(names, file_id)).enumerate(
         start=file_id * _FILE_STRIDE)
 
-  return read
+  return _as_written(read)
 
 
 def _location(files, position):
@@ -374,7 +406,7 @@ def _checked_groups(records, split, files, *, labels_offset,
     return checked
 
   return records.batch(_CHECK_GROUP).map(
-      check, num_parallel_calls=num_parallel_calls,
+      _as_written(check), num_parallel_calls=num_parallel_calls,
       deterministic=deterministic).unbatch()
 
 
@@ -443,12 +475,15 @@ def _png_pixels(encoded, head):
 
 
 def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
-                      deterministic, counter, shape, start=0):
+                      deterministic, counter, shape, start=0,
+                      wrap=_as_written):
   """Maps `example_fn` over records, dropping (and counting) failures.
 
   Each record is mapped in its own one-element dataset whose errors are
   ignored, followed by a placeholder flagged bad: taking the first element
-  gives the example, or the placeholder when the record failed.
+  gives the example, or the placeholder when the record failed. `wrap`
+  (`_image_map_wrapper`) says how the functions around `example_fn` are
+  traced.
   """
   placeholder = (tf.zeros(shape, tf.float32), tf.constant(-1, tf.int64),
                  tf.constant(True))
@@ -458,12 +493,12 @@ def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
 
   def one(index, record):
     good = tf.data.Dataset.from_tensors((index,) + tuple(record)).map(
-        example_fn).ignore_errors().map(flag_good)
+        wrap(example_fn)).ignore_errors().map(_as_written(flag_good))
     return good.concatenate(
         tf.data.Dataset.from_tensors(placeholder)).take(1)
 
   dataset = records.enumerate(start=start).interleave(
-      one, cycle_length=num_parallel_calls or _AUTOTUNE,
+      wrap(one), cycle_length=num_parallel_calls or _AUTOTUNE,
       num_parallel_calls=num_parallel_calls or _AUTOTUNE,
       deterministic=deterministic)
 
@@ -481,7 +516,8 @@ def _skip_bad_records(records, example_fn, files, *, num_parallel_calls,
     del bad
     return image, label
 
-  return dataset.map(count).filter(is_good).map(unflag)
+  return dataset.map(_as_written(count)).filter(_as_written(is_good)).map(
+      _as_written(unflag))
 
 
 def _skipping_reader(files, counter):
@@ -522,10 +558,10 @@ def _skipping_reader(files, counter):
       del consumed
       return position, serialized
 
-    return records.scan(tf.constant(0, tf.int64), track).filter(keep).map(
-        drop_consumed)
+    return records.scan(tf.constant(0, tf.int64), _as_written(track)).filter(
+        _as_written(keep)).map(_as_written(drop_consumed))
 
-  return read
+  return _as_written(read)
 
 
 def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
@@ -655,23 +691,23 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
         num_parallel_calls=num_preprocessing_threads,
         deterministic=deterministic, counter=skip_counter,
         shape=[height, width, output_channels(split, use_grayscale)],
-        start=replay)
+        start=replay, wrap=_image_map_wrapper(preprocess_fn))
   else:
     checked = _checked_groups(
         records, split, files, labels_offset=labels_offset,
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
     dataset = checked.enumerate(start=replay).map(
-        lambda index, record: (
+        _image_map_wrapper(preprocess_fn)(lambda index, record: (
             image_fn(record['encoded'], _record_boxes(record),
                      element_seed(index) if element_seed else None),
-            record['label']),
+            record['label'])),
         num_parallel_calls=num_preprocessing_threads or _AUTOTUNE,
         deterministic=deterministic)
   dataset = dataset.batch(batch_size, drop_remainder=is_training)
   if mixer is not None:
     dataset = dataset.enumerate(start=replay // batch_size).map(
-        lambda index, batch: mixer(
-            *batch, seed=batch_seed(index) if batch_seed else None),
+        _as_written(lambda index, batch: mixer(
+            *batch, seed=batch_seed(index) if batch_seed else None)),
         num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
   if prefetch:
     dataset = dataset.prefetch(_AUTOTUNE)
@@ -791,7 +827,8 @@ def find_corrupt_records(split_or_files, channels=None):
 
     good = set()
     records = tf.data.TFRecordDataset(filename).take(count).enumerate()
-    for index, _ in records.map(decodes, num_parallel_calls=_AUTOTUNE,
+    for index, _ in records.map(_as_written(decodes),
+                                num_parallel_calls=_AUTOTUNE,
                                 deterministic=False).ignore_errors():
       good.add(int(index))
     if len(good) < count:

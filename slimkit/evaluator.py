@@ -159,7 +159,7 @@ def evaluate_predictions(*, predict_fn, dataset_fn, options=EvalOptions(),
   dataset = dataset_fn()
   if options.max_num_batches:
     dataset = dataset.take(options.max_num_batches)
-  sums = tf.function(_metric_sums, reduce_retracing=True)
+  sums = tf.function(_metric_sums, reduce_retracing=True, autograph=False)
 
   def step_fn(images, labels):
     logits = np.asarray(predict_fn(images.numpy()), np.float32)
@@ -258,7 +258,9 @@ def _cached_metric_step(net):
 
 
 def _metric_step(net):
-  @tf.function
+  # No AutoGraph, as the training step: nothing here branches on tensors,
+  # and converting the net's code cost the first validation a second.
+  @tf.function(autograph=False)
   def step(images, labels):
     logits, _ = net(images, training=False)
     return _metric_sums(logits, labels)

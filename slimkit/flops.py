@@ -60,8 +60,11 @@ def multiply_adds(net, image_shape, dtype='float32'):
   # Imported here: scripts answer --help and bad flags before TF loads.
   import tensorflow as tf
 
-  # A fresh function: the net's own traced functions are left alone.
-  forward = tf.function(lambda x: net(x, training=False))
+  # A fresh function: the net's own traced functions are left alone. No
+  # AutoGraph: the nets have no Python control flow on tensors (the training
+  # step traces them without it too), and converting their code took longer
+  # than tracing it.
+  forward = tf.function(lambda x: net(x, training=False), autograph=False)
   concrete = forward.get_concrete_function(
       tf.TensorSpec([1, *image_shape], dtype))
   return count_multiply_adds(concrete.graph)
