@@ -445,8 +445,13 @@ def main(argv=None):
           if best is None or result.images_per_sec > best.images_per_sec:
             results[(model, precision, kind)] = result
           gflops = result.images_per_sec * model_flops[model] / 1e9
+          # The fastest logged interval: on a shared machine, the one least
+          # disturbed by other work.
+          fastest = batch / min(sec for step, sec, _ in result.steps
+                                if step > args.warmup)
           print(f'{name:40s} {result.images_per_sec:7.1f} images/s '
                 f'{gflops:6.1f} GFLOP/s {100 * gflops / peaks[precision]:3.0f}%'
+                f' fastest interval {fastest:5.1f} images/s'
                 f'  ({common.describe(result, args.warmup)}; load '
                 f'{common.load_average():.2f})', flush=True)
   finally:
