@@ -27,13 +27,19 @@ the float32 or bfloat16 matmul peak that a child measures at the start
 (`slimkit/training/peak.py`; `--peak_gflops` gives one instead).
 
 `--repo=/path/to/other/checkout` runs "ours" from that checkout (the rest
-from this one): before/after in one sitting.
+from this one): before/after in one sitting. `--variant=NAME:SETTINGS` (may
+repeat) adds a run `ours_NAME` of ours with other settings beside the
+plain one: SETTINGS is whitespace-separated `KEY=VALUE` environment variables
+and `--flag=value` flags of train_image_classifier.py, e.g.
+`--variant='interop1:TF_NUM_INTEROP_THREADS=1' --variant='xla:--xla'`.
 
   python bench/train_throughput.py                    # a few minutes here
   python bench/train_throughput.py --models=mobilenet_v1 --steps=220
   python bench/train_throughput.py --precisions=float32,mixed_bfloat16
   python bench/train_throughput.py --runs=ours,real,unseeded --repeats=3
   python bench/train_throughput.py --runs=keras,ours,timm --no_real
+  python bench/train_throughput.py --models=resnet_v1_50 --no_real \
+      --variant='callerthread:TF_ONEDNN_THREADPOOL_USE_CALLER_THREAD=1'
 """
 
 import argparse
@@ -209,6 +215,26 @@ def _ours_argv(args, model, size, batch, precision, train_dir,
           f'--precision={precision}', f'--xla={args.xla}'] + dataset_flags
 
 
+def parse_variant(text):
+  """`NAME:SETTINGS` -> (name, ours' extra flags, environment variables)."""
+  name, sep, settings = text.partition(':')
+  if not sep or not name or not name.replace('_', '').isalnum():
+    raise ValueError(f'--variant={text!r}: expected NAME:SETTINGS with an '
+                     'alphanumeric NAME, e.g. '
+                     'interop1:TF_NUM_INTEROP_THREADS=1')
+  flags, env = [], {}
+  for token in settings.split():
+    if token.startswith('--'):
+      flags.append(token)
+    elif '=' in token:
+      key, value = token.split('=', 1)
+      env[key] = value
+    else:
+      raise ValueError(f'--variant={text!r}: {token!r} is neither --flag nor '
+                       'KEY=VALUE')
+  return name, flags, env
+
+
 def _keras_argv(args, keras_model, size, batch, precision):
   return [sys.executable, os.path.abspath(__file__), '--child=keras',
           f'--keras_model={keras_model}', f'--image_size={size}',
@@ -292,6 +318,10 @@ def main(argv=None):
   parser.add_argument('--repo', default=None,
                       help='Run "ours" from this checkout (default: this '
                       'one), for before/after in one sitting.')
+  parser.add_argument('--variant', action='append', default=[],
+                      help='NAME:SETTINGS, a run ours_NAME with these '
+                      'environment variables (KEY=VALUE) and flags '
+                      '(--flag=value), whitespace-separated; may repeat.')
   parser.add_argument('--peak_gflops', default=None,
                       help='Comma-separated peaks, one per --precisions, '
                       'instead of measuring them at the start.')
@@ -318,6 +348,10 @@ def main(argv=None):
     parser.error('--warmup must be a multiple of --log_every and below '
                  '--steps.')
 
+  try:
+    variants = [parse_variant(v) for v in args.variant]
+  except ValueError as e:
+    parser.error(str(e))
   models = [m.strip() for m in args.models.split(',') if m.strip()]
   for model in models:
     if model not in MODELS:
@@ -362,22 +396,29 @@ def main(argv=None):
       size = args.image_size or size
       batch = args.batch_size or batch
       for precision in precisions:
-        plan = []
+        plan = []  # (kind, argv, extra environment)
         if 'keras' in runs:
           plan.append(('keras', _keras_argv(args, keras_model, size, batch,
-                                            precision)))
+                                            precision), None))
         train_dir = os.path.join(scratch, f'{model}_{precision}')
         if 'timm' in runs and precision != 'mixed_float16':
           plan.append(('timm', _timm_argv(args, model, size, batch,
-                                          precision)))
+                                          precision), None))
         if 'ours' in runs:
           plan.append(('ours', _ours_argv(
               args, model, size, batch, precision, train_dir + '_synthetic',
-              ['--dataset_name=synthetic', f'--num_classes={NUM_CLASSES}'])))
+              ['--dataset_name=synthetic', f'--num_classes={NUM_CLASSES}']),
+                       None))
+          for name, flags, env in variants:
+            plan.append((f'ours_{name}', _ours_argv(
+                args, model, size, batch, precision, train_dir + '_synthetic',
+                ['--dataset_name=synthetic', f'--num_classes={NUM_CLASSES}']
+                + flags), env))
         if 'real' in runs and precision == precisions[0]:
           plan.append(('real', _ours_argv(
               args, model, size, batch, precision, train_dir + '_real',
-              ['--dataset_name=imagenet', f'--dataset_dir={records_dir}'])))
+              ['--dataset_name=imagenet', f'--dataset_dir={records_dir}']),
+                       None))
         if 'unseeded' in runs:
           for kind, flags in (('ours', ['--dataset_name=synthetic',
                                         f'--num_classes={NUM_CLASSES}']),
@@ -388,24 +429,29 @@ def main(argv=None):
               plan.append((f'{kind}_unseeded', _ours_argv(
                   args, model, size, batch, precision,
                   train_dir + ('_synthetic' if kind == 'ours' else '_real'),
-                  flags, seeded=False)))
+                  flags, seeded=False), None))
         # Odd rounds run in reverse order: load that changes during the run
         # then favours neither side.
         rounds = [plan if r % 2 == 0 else plan[::-1]
                   for r in range(args.repeats)]
-        for kind, argv in itertools.chain.from_iterable(rounds):
+        for kind, argv, env in itertools.chain.from_iterable(rounds):
           name = f'{model} {precision} {kind}'
           shutil.rmtree(train_dir + '_synthetic', ignore_errors=True)
           shutil.rmtree(train_dir + '_real', ignore_errors=True)
           result = common.run(name, argv, batch_size=batch,
-                              warmup=args.warmup)
+                              warmup=args.warmup, env=env)
           common.check(result)
           best = results.get((model, precision, kind))
           if best is None or result.images_per_sec > best.images_per_sec:
             results[(model, precision, kind)] = result
           gflops = result.images_per_sec * model_flops[model] / 1e9
+          # The fastest logged interval: on a shared machine, the one least
+          # disturbed by other work.
+          fastest = batch / min(sec for step, sec, _ in result.steps
+                                if step > args.warmup)
           print(f'{name:40s} {result.images_per_sec:7.1f} images/s '
                 f'{gflops:6.1f} GFLOP/s {100 * gflops / peaks[precision]:3.0f}%'
+                f' fastest interval {fastest:5.1f} images/s'
                 f'  ({common.describe(result, args.warmup)}; load '
                 f'{common.load_average():.2f})', flush=True)
   finally:
@@ -429,6 +475,24 @@ def main(argv=None):
   print('\nGFLOP/s: images/s x training FLOPs per image (our net\'s forward '
         'multiply-adds x 2 x 3); utilisation: over the matmul peak of the '
         'precision above.')
+  if variants:
+    print('\nVariants of ours (images/s, GFLOP/s, utilisation; ratios to '
+          'ours, Keras and timm of the same run):')
+    for model in models:
+      for precision in precisions:
+        found = {kind: results.get((model, precision, kind))
+                 for kind in KINDS}
+        for name, _, _ in variants:
+          result = results.get((model, precision, f'ours_{name}'))
+          if not result:
+            continue
+          rate = result.images_per_sec
+          gflops = rate * model_flops[model] / 1e9
+          print(f'  {model} {precision} ours_{name}: {rate:.1f} img/s, '
+                f'{gflops:.0f} GFLOP/s, {100 * gflops / peaks[precision]:.0f}'
+                '%; ' + ', '.join(
+                    f'/ {kind} {rate / found[kind].images_per_sec:.2f}'
+                    for kind in KINDS if found[kind]))
   if len(precisions) > 1:
     print()
     for model in models:
