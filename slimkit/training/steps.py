@@ -224,9 +224,9 @@ class Synchronous:
 
 
 def group_length(step, max_steps, limit, every):
-  """Steps from `step` up to at most `limit`, `max_steps` and the next
-  multiple of each of `every` (None entries ignored)."""
-  count = max(1, limit)
+  """Steps from `step` up to at most `limit` (None: no limit), `max_steps`
+  and the next multiple of each of `every` (None entries ignored)."""
+  count = float('inf') if limit is None else max(1, limit)
   for n in every:
     if n:
       count = min(count, n - step % n)
@@ -281,9 +281,8 @@ class Coordinated:
             'step')
 
   def steps_to_run(self, step, max_steps):
-    every = self.options.log_every_n_steps
-    count = every - step % every
-    return count if max_steps is None else min(count, max_steps - step)
+    return group_length(step, max_steps, None,
+                        (self.options.log_every_n_steps,))
 
   def run(self, count, summarize):
     """Runs `count` steps on the workers; returns the last one's losses."""
