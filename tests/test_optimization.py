@@ -463,6 +463,25 @@ def test_momentum_is_tf1s_arithmetic_bit_for_bit_in_float32():
     np.testing.assert_array_equal(var.numpy(), var_np)
 
 
+def test_sgd_is_tf1s_arithmetic_bit_for_bit_in_float32():
+  # The update runs on TF's fused ResourceApplyGradientDescent; numpy's
+  # float32 operations and Keras' own SGD are the references.
+  rng = np.random.RandomState(4)
+  start = rng.normal(size=[64, 33]).astype(np.float32)
+  grads = [rng.normal(size=start.shape).astype(np.float32) for _ in range(3)]
+  opt = optimization.build_optimizer('sgd', 0.05)
+  var, keras_var = tf.Variable(start), tf.Variable(start)
+  keras_opt = keras.optimizers.SGD(0.05)
+  var_np = start.copy()
+  for g in grads:
+    opt.apply_gradients([(tf.constant(g), var)])
+    keras_opt.apply_gradients([(tf.constant(g), keras_var)])
+    var_np = var_np - np.float32(0.05) * g
+    np.testing.assert_array_equal(var.numpy(), var_np)
+    np.testing.assert_array_equal(var.numpy(), keras_var.numpy())
+  assert int(opt.iterations.numpy()) == len(grads)
+
+
 @pytest.mark.parametrize('values, finite', [
     ([[1.0, -2.0], [3.0]], True),
     ([[3e38, 3e38], [3e38]], True),  # the sum overflows; the values do not

@@ -56,9 +56,23 @@ def regularization_loss(net):
 
 
 def all_finite(tensors):
-  """Whether every element of `tensors` is finite (a bool scalar)."""
-  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32)))
-                        for t in tensors])
+  """Whether every element of `tensors` is finite (a bool scalar).
+
+  A sum is finite only if every term is (an inf or a NaN makes it inf or
+  NaN), so one read of each tensor answers for a good step. Only a sum that
+  is not finite (a bad value, or finite values whose sum overflows) pays the
+  element-wise test, which writes and reads a mask as large as the tensors
+  (lenet: 2 of 38 ms of op time per step on 2 CPU cores).
+  """
+  tensors = [tf.cast(t, tf.float32) for t in tensors]
+
+  def elementwise():
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
+                          for t in tensors])
+
+  total = tf.add_n([tf.reduce_sum(t) for t in tensors])
+  return tf.cond(tf.math.is_finite(total), lambda: tf.constant(True),
+                 elementwise)
 
 
 class MovingAverage:

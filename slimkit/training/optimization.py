@@ -165,6 +165,29 @@ class TF1Momentum(keras.optimizers.Optimizer):
     return config
 
 
+class TF1GradientDescent(keras.optimizers.Optimizer):
+  """TF 1's `GradientDescentOptimizer`: var = var - lr * g.
+
+  Keras' `SGD` without momentum computes the same, in two ops.
+  """
+
+  def __init__(self, learning_rate=0.01, name='sgd', **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+
+  def update_step(self, gradient, variable, learning_rate):
+    lr = ops.cast(learning_rate, variable.dtype)
+    gradient = ops.cast(gradient, variable.dtype)
+    if _is_resource(variable) and isinstance(gradient, tf.Tensor):
+      # TF 1's own kernel, the one GradientDescentOptimizer ran: one pass
+      # over var and grad instead of a Mul that writes lr * g and an
+      # AssignSub that reads it back (lenet: 1.3 of 38 ms of op time per
+      # step on 2 CPU cores).
+      tf.raw_ops.ResourceApplyGradientDescent(
+          var=variable.handle, alpha=lr, delta=gradient, use_locking=False)
+      return
+    self.assign_sub(variable, lr * gradient)
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimizerEntry(optimizer_specs.OptimizerSpec):
   """An `optimizer_specs.OptimizerSpec` with its builder.
@@ -246,7 +269,7 @@ _register_optimizer(
         learning_rate=lr, decay=h.rmsprop_decay, momentum=h.rmsprop_momentum,
         epsilon=h.opt_epsilon))
 _register_optimizer(
-    'sgd', lambda lr, h: keras.optimizers.SGD(learning_rate=lr))
+    'sgd', lambda lr, h: TF1GradientDescent(learning_rate=lr))
 if OPTIMIZERS.names() != optimizer_specs.list_optimizers():
   raise ImportError('optimizer_specs.OPTIMIZERS and the builders here differ: '
                     f'{optimizer_specs.list_optimizers()} vs '
