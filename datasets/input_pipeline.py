@@ -625,8 +625,9 @@ def make_dataset(split, preprocess_fn, *, batch_size, is_training, image_size,
       batch) or evaluation (one ordered pass, every record once).
     image_size: Output size: an int or (height, width).
     num_readers: Files read in parallel in training.
-    num_preprocessing_threads: Images decoded and preprocessed in parallel;
-      0 or None lets tf.data tune it (AUTOTUNE).
+    num_preprocessing_threads: Images decoded and preprocessed in parallel
+      (batches of them for images up to 64x64, see `_batch_first`); 0 or
+      None lets tf.data tune it (AUTOTUNE).
     labels_offset: Subtracted from every label (1 drops ImageNet's
       background class for nets trained without it).
     use_grayscale: Convert RGB images to 1 channel.

@@ -27,7 +27,8 @@ def define_dataset_flags(split_name='train'):
                       'background class for nets trained without one.',
                       lower_bound=0)
   core.DEFINE_integer('num_preprocessing_threads', 4,
-                      'Images preprocessed in parallel.', lower_bound=1)
+                      'Images preprocessed in parallel (batches of '
+                      'them for images up to 64x64).', lower_bound=1)
   core.DEFINE_bool('skip_corrupt_records', False,
                    'Skip records that cannot be read or decoded, or whose '
                    'label is outside [0, num_classes), counting them in the '
