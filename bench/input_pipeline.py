@@ -7,9 +7,13 @@ Writes synthetic records to a temporary directory, then measures, in one run:
                 augment, batch, prefetch
   eval          make_dataset(is_training=False): ordered pass, no augmentation
 
-for CIFAR-10-style records (32x32 PNG, cifarnet preprocessing at 32) and
+for MNIST-style records (28x28 grayscale PNG, lenet preprocessing at 28),
+CIFAR-10-style records (32x32 PNG, cifarnet preprocessing at 32) and
 ImageNet-style records (about 500x375 JPEG with boxes, inception
 preprocessing at 224). The goal is a full pipeline at >= 80% of decode-only.
+For the small images, which the pipeline batches before decoding
+(`input_pipeline._batch_first`), the rows marked "per-image map" are the
+same pipelines mapped one image at a time, as before.
 A second table gives training with each opt-in augmentation on
 (`--randaugment=2,9`, `--mixup_alpha=0.2`, `--cutmix_alpha=1.0`), measured
 in the same rounds, against plain training.
@@ -20,6 +24,7 @@ in the same rounds, against plain training.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -47,20 +52,20 @@ def _feature_floats(values):
   return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
 
-def _natural_image(rng, height, width):
+def _natural_image(rng, height, width, channels=3):
   """Smooth shapes plus fine noise: compresses like a photo, not like noise."""
-  coarse = rng.uniform(0, 255, (height // 16 + 1, width // 16 + 1, 3))
+  coarse = rng.uniform(0, 255, (height // 16 + 1, width // 16 + 1, channels))
   image = tf.image.resize(coarse[None], [height, width], method='bicubic')[0]
-  image += rng.normal(0, 8, (height, width, 3))
+  image += rng.normal(0, 8, (height, width, channels))
   return tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
 
 
 def write_records(directory, name, count, num_files, height, width, fmt,
-                  with_boxes, seed=0):
+                  with_boxes, seed=0, channels=3):
   """Writes `count` synthetic records in `num_files` TF-Slim-style files."""
   rng = np.random.RandomState(seed)
   # A few distinct images, reused: writing stays quick, decoding is real.
-  images = [_natural_image(rng, height, width) for _ in range(16)]
+  images = [_natural_image(rng, height, width, channels) for _ in range(16)]
   encode = (tf.io.encode_png if fmt == b'png'
             else (lambda x: tf.io.encode_jpeg(x, quality=90)))
   encoded = [encode(x).numpy() for x in images]
@@ -88,7 +93,7 @@ def write_records(directory, name, count, num_files, height, width, fmt,
   mean_kb = np.mean([len(e) for e in encoded]) / 1024
   return DatasetSplit(dataset_name=name, split_name='train',
                       file_pattern=os.path.join(directory, f'{name}-*'),
-                      num_samples=count, num_classes=10,
+                      num_samples=count, num_classes=10, channels=channels,
                       has_bboxes=with_boxes), mean_kb
 
 
@@ -132,20 +137,37 @@ AUGMENTATIONS = (
 )
 
 
-def run(split, style, size, num_images, repeats, threads, augmentations=()):
+@contextlib.contextmanager
+def _per_image_map():
+  """make_dataset as before small images were batched before decoding."""
+  batch_first = input_pipeline._batch_first  # pylint: disable=protected-access
+  input_pipeline._batch_first = lambda *args: False  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    input_pipeline._batch_first = batch_first  # pylint: disable=protected-access
+
+
+def run(split, style, size, num_images, repeats, threads, augmentations=(),
+        batch_size=32):
   """Best wall-clock rate and least CPU per image of each pipeline."""
   pipelines = [('train', True, {}, {}), ('eval', False, {}, {})] + [
       (mode, True, options, mixing) for mode, options, mixing in augmentations]
+  if input_pipeline._batch_first(split, size, size):  # pylint: disable=protected-access
+    pipelines[2:2] = [('train, per-image map', True, {}, {}),
+                      ('eval, per-image map', False, {}, {})]
   rates, costs = {}, {}
   for _ in range(repeats):  # interleaved rounds: the machine may be shared
     results = {'decode-only': measure(decode_only(split, 4), num_images)}
     for mode, is_training, options, mixing in pipelines:
       preprocess = preprocessing_factory.get_preprocessing(
           style, is_training, **options)
-      dataset = input_pipeline.make_dataset(
-          split, preprocess, batch_size=32, is_training=is_training,
-          image_size=size, num_preprocessing_threads=threads,
-          num_epochs=None if is_training else 1000, **mixing)
+      with (_per_image_map() if 'per-image' in mode
+            else contextlib.nullcontext()):
+        dataset = input_pipeline.make_dataset(
+            split, preprocess, batch_size=batch_size, is_training=is_training,
+            image_size=size, num_preprocessing_threads=threads,
+            num_epochs=None if is_training else 1000, **mixing)
       results[mode] = measure(dataset, num_images)
     for key, (rate, cost) in results.items():
       rates[key] = max(rates.get(key, 0.0), rate)
@@ -159,22 +181,31 @@ def main(argv=None):
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--num_preprocessing_threads', type=int, default=4,
                       help='0 = AUTOTUNE')
+  parser.add_argument('--batch_size', type=int, default=32,
+                      help='Of the pipelines (not decode-only); tf.data\'s '
+                      'work per element is paid once per batch for the '
+                      'small images.')
   parser.add_argument('--no_augmentations', action='store_true',
                       help='Skip the opt-in augmentations\' table.')
   args = parser.parse_args(argv)
   scale = 0.2 if args.quick else 1.0
   with tempfile.TemporaryDirectory() as directory:
+    mnist, mnist_kb = write_records(directory, 'mnist_train', 10000, 1, 28,
+                                    28, b'png', with_boxes=False, channels=1)
     cifar, cifar_kb = write_records(directory, 'cifar10_train', 10000, 1, 32,
                                     32, b'png', with_boxes=False)
     imagenet, imagenet_kb = write_records(directory, 'train', 1024, 8, 375,
                                           500, b'jpeg', with_boxes=True)
     cases = (
+        (f'mnist 28x28x1 PNG ({mnist_kb:.1f} KB), lenet 28', mnist, 'lenet',
+         28, int(20000 * scale)),
         (f'cifar10 32x32 PNG ({cifar_kb:.1f} KB), cifarnet 32', cifar,
          'cifarnet', 32, int(20000 * scale)),
         (f'imagenet 500x375 JPEG ({imagenet_kb:.0f} KB), inception 224',
          imagenet, 'inception', 224, int(2000 * scale)),
     )
     print(f'threads={args.num_preprocessing_threads or "AUTOTUNE"} '
+          f'batch={args.batch_size} '
           f'cores={os.cpu_count()} tf={tf.__version__}')
     print('| records | pipeline | img/s (wall, best) | % of decode-only | '
           'CPU us/img (least) | decode-only CPU / this CPU |')
@@ -184,8 +215,12 @@ def main(argv=None):
       rates, costs = run(
           split, style, size, count, args.repeats,
           args.num_preprocessing_threads,
-          () if args.no_augmentations else AUGMENTATIONS)
-      for mode in ('decode-only', 'train', 'eval'):
+          # The augmentations are the RGB nets' (no MNIST row).
+          () if args.no_augmentations or split is mnist else AUGMENTATIONS,
+          batch_size=args.batch_size)
+      for mode in [m for m in ('decode-only', 'train', 'eval',
+                               'train, per-image map',
+                               'eval, per-image map') if m in rates]:
         print(f'| {title} | {mode} | {rates[mode]:.0f} | '
               f'{100 * rates[mode] / rates["decode-only"]:.0f}% | '
               f'{costs[mode]:.0f} | '
