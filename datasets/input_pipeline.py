@@ -323,9 +323,9 @@ def _batch_first(split, height, width):
   batch's records as one group and then decodes and preprocesses its images
   one by one in `tf.map_fn`, pays it once per batch: at batch 128, lenet's
   training input fell from 81 to 53 us of CPU per image, cifarnet's from
-  118 to 87 (`bench/input_pipeline.py`). Images
-  with boxes keep the per-image map (a group's boxes are padded to the
-  group's own count, which batches cannot mix).
+  118 to 87 (`bench/input_pipeline.py`). Images with boxes keep the
+  per-image map (a group's boxes are padded to the group's own count, which
+  batches cannot mix).
   """
   return not split.has_bboxes and height * width <= _BATCH_FIRST_PIXELS
 
