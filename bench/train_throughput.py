@@ -20,11 +20,17 @@ and, with `--precisions=float32,mixed_bfloat16`, the same under Keras' mixed
 bfloat16 policy. Printed: images/s of each run (warm-up steps excluded), the
 ratios ours / Keras, ours / timm, real / synthetic and bfloat16 / float32,
 peak resident memory and its growth after warm-up; and for every run the
-training GFLOP/s (images/s x our net's forward multiply-adds x 2 x 3, the
-same FLOPs credited to all three: the architectures match, and timm's
-ResNet-50 is v1.5, with 4% more multiply-adds) and the utilisation against
+training GFLOP/s (images/s x its own net's forward multiply-adds x 2 x 3:
+ours and Keras' counted by `slimkit.flops` on the traced net, timm's by
+torch's FlopCounterMode) and the utilisation against
 the float32 or bfloat16 matmul peak that a child measures at the start
-(`slimkit/training/peak.py`; `--peak_gflops` gives one instead).
+(`slimkit/training/peak.py`; `--peak_gflops` gives one instead). The
+MobileNets are the same net in all three (0.185 G multiply-adds at 128 px);
+the ResNet-50s are not: TF-Slim's resnet_v1_50 strides in the last unit of
+a block, Keras' ResNet50 in the first unit's 1x1 and timm's resnet50
+(v1.5) in its 3x3, so at 112 px Keras' does 10% and timm's 16% more
+multiply-adds per image than ours (about 0.93, 1.02, 1.08 G): images/s
+compare the nets as users get them, GFLOP/s the work done.
 
 `--repo=/path/to/other/checkout` runs "ours" from that checkout (the rest
 from this one): before/after in one sitting. `--variant=NAME:SETTINGS` (may
@@ -109,6 +115,9 @@ def keras_child(args):
               f'{args.batch_size / sec:.1f} images/sec)', file=sys.stderr,
               flush=True)
 
+  from slimkit import flops  # pylint: disable=g-import-not-at-top
+  count = flops.multiply_adds(model, (size, size, 3))
+  print(f'RESULT flops {flops.training_flops_per_image(count)}', flush=True)
   model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0,
             callbacks=[Log()])
 
@@ -128,6 +137,13 @@ def timm_child(args):
             * 2 - 1).contiguous(memory_format=torch.channels_last)
   labels = torch.randint(0, NUM_CLASSES, [args.batch_size],
                          generator=generator)
+  from torch.utils import flop_counter  # pylint: disable=g-import-not-at-top
+  with flop_counter.FlopCounterMode(display=False) as counter, \
+      torch.no_grad():
+    model.eval()(images[:1])  # eval: batch norm's statistics stay as they are
+  model.train()
+  # It counts a multiply-add as 2 FLOPs, as slimkit.flops does; x 3 passes.
+  print(f'RESULT flops {counter.get_total_flops() * 3}', flush=True)
   autocast = torch.autocast('cpu', dtype=torch.bfloat16,
                             enabled=args.precision == 'mixed_bfloat16')
   last = time.time()
@@ -267,17 +283,23 @@ def write_records(directory, count, split_name='train', num_files=8):
   return mean_kb
 
 
+def run_flops(result, ours_flops):
+  """Training FLOPs per image of a run's own net (ours: `ours_flops`)."""
+  return result.values.get('flops', ours_flops)
+
+
 def _table_row(model, size, batch, precision, found, flops_per_image,
                peak_gflops, timm_text):
-  """One row of the results table; `found` maps a kind to its RunResult."""
+  """One row of the results table; `found` maps a kind to its RunResult;
+  `flops_per_image` is ours (Keras and timm runs report their own)."""
   def rate(r, missing='-'):
     return f'{r.images_per_sec:.1f}' if r else missing
 
   def ratio(a, b):
     return f'{a.images_per_sec / b.images_per_sec:.2f}' if a and b else '-'
 
-  gflops = {k: found[k].images_per_sec * flops_per_image / 1e9
-            for k in KINDS if found[k]}
+  gflops = {k: found[k].images_per_sec * run_flops(found[k], flops_per_image)
+            / 1e9 for k in KINDS if found[k]}
   return (f'| {model} | {size} | {batch} | {precision} | '
           f'{rate(found["keras"])} | {rate(found["ours"])} | '
           f'{rate(found["timm"], timm_text)} | '
@@ -444,7 +466,8 @@ def main(argv=None):
           best = results.get((model, precision, kind))
           if best is None or result.images_per_sec > best.images_per_sec:
             results[(model, precision, kind)] = result
-          gflops = result.images_per_sec * model_flops[model] / 1e9
+          gflops = (result.images_per_sec
+                    * run_flops(result, model_flops[model]) / 1e9)
           # The fastest logged interval: on a shared machine, the one least
           # disturbed by other work.
           fastest = batch / min(sec for step, sec, _ in result.steps
@@ -472,9 +495,9 @@ def main(argv=None):
                for kind in KINDS + ('real',)}
       print(_table_row(model, size, batch, precision, found,
                        model_flops[model], peaks[precision], timm_text))
-  print('\nGFLOP/s: images/s x training FLOPs per image (our net\'s forward '
-        'multiply-adds x 2 x 3); utilisation: over the matmul peak of the '
-        'precision above.')
+  print('\nGFLOP/s: images/s x training FLOPs per image (each run\'s own '
+        'net: forward multiply-adds x 2 x 3); utilisation: over the matmul '
+        'peak of the precision above.')
   if variants:
     print('\nVariants of ours (images/s, GFLOP/s, utilisation; ratios to '
           'ours, Keras and timm of the same run):')
