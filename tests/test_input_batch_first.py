@@ -16,33 +16,22 @@ import tensorflow as tf
 from slimkit.datasets import input_pipeline
 from slimkit.datasets.split import DatasetSplit
 from slimkit.preprocessing import preprocessing_factory
+from tests import tiny_records
 
 NUM_RECORDS = 23  # batches of 5: a partial last one in evaluation
 NUM_CLASSES = 5
 
 
 def _write_split(directory, name, size, channels, labels=None):
-  """Smooth random PNGs (distinct pixels: a crop or a flip shows)."""
-  rng = np.random.RandomState(size + channels)
-  path = str(directory / f'{name}.tfrecord')
+  """PNG records of `tiny_records` images (noise and a bright square: a
+  crop or a flip shows) in one file."""
+  images, _ = tiny_records.make_images(NUM_RECORDS, size, channels,
+                                       seed=size + channels)
   labels = labels or [i % NUM_CLASSES for i in range(NUM_RECORDS)]
-  with tf.io.TFRecordWriter(path) as writer:
-    for label in labels:
-      coarse = rng.uniform(0, 255, (1, size // 4, size // 4 + 1, channels))
-      image = tf.image.resize(coarse, [size, size + 3], 'bicubic')[0]
-      image = tf.cast(tf.clip_by_value(image, 0, 255), tf.uint8)
-      feature = {
-          'image/encoded': tf.train.Feature(bytes_list=tf.train.BytesList(
-              value=[tf.io.encode_png(image).numpy()])),
-          'image/format': tf.train.Feature(
-              bytes_list=tf.train.BytesList(value=[b'png'])),
-          'image/class/label': tf.train.Feature(
-              int64_list=tf.train.Int64List(value=[label])),
-      }
-      writer.write(tf.train.Example(features=tf.train.Features(
-          feature=feature)).SerializeToString())
+  path = directory / f'{name}.tfrecord'
+  tiny_records.write_records(path, images, labels)
   return DatasetSplit(dataset_name='tiny', split_name='train',
-                      file_pattern=path, num_samples=len(labels),
+                      file_pattern=str(path), num_samples=len(labels),
                       num_classes=NUM_CLASSES, channels=channels)
 
 

@@ -54,6 +54,13 @@ def _example(image, label):
   return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+def write_records(path, images, labels):
+  """Writes uint8 `images` and their labels as PNG records to `path`."""
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for image, label in zip(images, labels):
+      writer.write(_example(image, label).SerializeToString())
+
+
 def write_dataset(dataset_dir, dataset_name='cifar10', sizes=None, seed=0):
   """Writes one file per split and `labels.txt`, named as the real dataset.
 
@@ -72,10 +79,8 @@ def write_dataset(dataset_dir, dataset_name='cifar10', sizes=None, seed=0):
   os.makedirs(dataset_dir, exist_ok=True)
   for i, (split_name, count) in enumerate(sorted(sizes.items())):
     images, labels = make_images(count, size, channels, seed=seed + i)
-    with tf.io.TFRecordWriter(os.path.join(dataset_dir,
-                                           pattern % split_name)) as writer:
-      for image, label in zip(images, labels):
-        writer.write(_example(image, label).SerializeToString())
+    write_records(os.path.join(dataset_dir, pattern % split_name), images,
+                  labels)
   with open(os.path.join(dataset_dir, 'labels.txt'), 'w') as f:
     f.writelines(f'{k}:class_{k}\n' for k in range(NUM_CLASSES))
   return dataset_dir
