@@ -211,13 +211,14 @@ def unseeded_child(argv):
 
 
 def _ours_argv(args, model, size, batch, precision, train_dir,
-               dataset_flags, seeded=True):
+               dataset_flags, seeded=True, repo=None):
   if not seeded:  # the same flags, through unseeded_child
     return [sys.executable, os.path.abspath(__file__),
             '--child=unseeded', '--'] + _ours_argv(
                 args, model, size, batch, precision, train_dir,
                 dataset_flags)[2:]
-  script = os.path.join(args.repo or common.ROOT, 'train_image_classifier.py')
+  script = os.path.join(repo or args.repo or common.ROOT,
+                        'train_image_classifier.py')
   return [sys.executable, script,
           f'--train_dir={train_dir}', f'--model_name={model}',
           f'--train_image_size={size}', f'--batch_size={batch}',
@@ -232,15 +233,21 @@ def _ours_argv(args, model, size, batch, precision, train_dir,
 
 
 def parse_variant(text):
-  """`NAME:SETTINGS` -> (name, ours' extra flags, environment variables)."""
+  """`NAME:SETTINGS` -> (name, ours' extra flags, environment, checkout).
+
+  A `--repo=PATH` token runs this variant from another checkout (None: the
+  one of `--repo`), for a before/after in one sitting.
+  """
   name, sep, settings = text.partition(':')
   if not sep or not name or not name.replace('_', '').isalnum():
     raise ValueError(f'--variant={text!r}: expected NAME:SETTINGS with an '
                      'alphanumeric NAME, e.g. '
                      'interop1:TF_NUM_INTEROP_THREADS=1')
-  flags, env = [], {}
+  flags, env, repo = [], {}, None
   for token in settings.split():
-    if token.startswith('--'):
+    if token.startswith('--repo='):
+      repo = token[len('--repo='):]
+    elif token.startswith('--'):
       flags.append(token)
     elif '=' in token:
       key, value = token.split('=', 1)
@@ -248,7 +255,7 @@ def parse_variant(text):
     else:
       raise ValueError(f'--variant={text!r}: {token!r} is neither --flag nor '
                        'KEY=VALUE')
-  return name, flags, env
+  return name, flags, env, repo
 
 
 def _keras_argv(args, keras_model, size, batch, precision):
@@ -343,7 +350,8 @@ def main(argv=None):
   parser.add_argument('--variant', action='append', default=[],
                       help='NAME:SETTINGS, a run ours_NAME with these '
                       'environment variables (KEY=VALUE) and flags '
-                      '(--flag=value), whitespace-separated; may repeat.')
+                      '(--flag=value), whitespace-separated, and from the '
+                      'checkout --repo=PATH if given; may repeat.')
   parser.add_argument('--peak_gflops', default=None,
                       help='Comma-separated peaks, one per --precisions, '
                       'instead of measuring them at the start.')
@@ -431,11 +439,11 @@ def main(argv=None):
               args, model, size, batch, precision, train_dir + '_synthetic',
               ['--dataset_name=synthetic', f'--num_classes={NUM_CLASSES}']),
                        None))
-          for name, flags, env in variants:
+          for name, flags, env, repo in variants:
             plan.append((f'ours_{name}', _ours_argv(
                 args, model, size, batch, precision, train_dir + '_synthetic',
                 ['--dataset_name=synthetic', f'--num_classes={NUM_CLASSES}']
-                + flags), env))
+                + flags, repo=repo), env))
         if 'real' in runs and precision == precisions[0]:
           plan.append(('real', _ours_argv(
               args, model, size, batch, precision, train_dir + '_real',
@@ -505,7 +513,7 @@ def main(argv=None):
       for precision in precisions:
         found = {kind: results.get((model, precision, kind))
                  for kind in KINDS}
-        for name, _, _ in variants:
+        for name, _, _, _ in variants:
           result = results.get((model, precision, f'ours_{name}'))
           if not result:
             continue

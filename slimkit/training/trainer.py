@@ -66,6 +66,7 @@ from slimkit import resume
 from slimkit import runs
 from slimkit.deployment import collectives
 from slimkit.nets import layers
+from slimkit.training import allocator
 from slimkit.training import losses
 from slimkit.training import precision as precision_lib
 from slimkit.training import progress
@@ -403,6 +404,10 @@ def _train(*, strategy, network_fn, dataset_fn, optimizer_fn, learning_rate,
     dataset_fn = _reusing(dataset_fn, first_input)
   runner = (steps.Coordinated if coordinated else steps.Synchronous)(
       strategy, state, options, dataset_fn, writer)
+  # Building the runner's distributed iterator made TensorFlow pin glibc's
+  # mmap threshold at 128 KiB (once per process): without this, every
+  # oneDNN buffer over 128 KiB is fresh zero pages each step (allocator.py).
+  allocator.restore_thresholds()
   agree = collectives.agreement(strategy, every=options.log_every_n_steps)
   step = start_step = int(state.global_step.numpy())
   max_steps = options.max_number_of_steps
