@@ -27,7 +27,6 @@ server processes, which this does not reach.
 """
 
 import ctypes
-import ctypes.util
 import os
 import platform
 from typing import Mapping, Optional, Tuple
@@ -77,8 +76,9 @@ def thresholds(environ: Mapping[str, str] = os.environ) -> Tuple[int, int]:
 def _glibc() -> Optional[ctypes.CDLL]:
   if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
     return None
-  name = ctypes.util.find_library('c')
-  return ctypes.CDLL(name) if name else None
+  # The process's own symbols, glibc's among them (`ctypes.util.find_library`
+  # would run `ldconfig` in a subprocess to find the same library).
+  return ctypes.CDLL(None)
 
 
 def restore_thresholds(
